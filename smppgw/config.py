@@ -1,6 +1,22 @@
-"""TOML configuration to typed objects (filled in below)."""
+"""TOML configuration to typed, frozen objects.
+
+Every error names the file, the key (dotted path) and what was expected, so an operator can
+fix the file without reading code. `${NAME}` in any string is replaced by the environment
+variable NAME (for passwords and API keys kept out of the file); the error for a missing
+variable names the variable, never a value.
+"""
 
 from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from smppgw.providers import ADAPTERS
+from smppgw.providers.base import ProviderSettings
 
 
 class ConfigError(Exception):
@@ -9,3 +25,342 @@ class ConfigError(Exception):
     def __init__(self, source: str, key: str, expected: str) -> None:
         super().__init__(f"{source}: {key}: expected {expected}")
         self.source, self.key, self.expected = source, key, expected
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 2775
+    max_pdu_length: int = 70_000
+    session_init_timeout: float = 60.0  # seconds from connect to bind
+    enquire_link_interval: float = 60.0  # our enquire_link after this much silence
+    inactivity_timeout: float = 300.0  # no PDU from the ESME for this long: unbind and close
+    response_timeout: float = 30.0  # an answer to our request must come within this
+    window: int = 100  # outstanding requests per session, each direction
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    type: str = "sqlite"
+    path: str = "var/smppgw.db"
+    durability: str = "normal"  # "normal": survives kill -9; "fsync": survives power loss too
+    max_batch: int = 2000  # writes grouped into one commit at most
+
+
+@dataclass(frozen=True)
+class ReceiptConfig:
+    max_age: float = 3 * 24 * 3600.0  # seconds a receipt waits for a receiver to bind
+    max_per_account: int = 100_000  # receipts held for one account; the oldest go first
+    retry_initial: float = 5.0  # first resend after a temporary deliver_sm_resp error
+    retry_max: float = 300.0
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    max_attempts: int = 10  # provider attempts for a retryable failure before UNDELIV
+    retry_initial: float = 1.0
+    retry_max: float = 300.0
+    status_horizon: float = 72 * 3600.0  # no final status by then: final UNKNOWN
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "kv"  # "kv" (key=value) or "json"
+
+
+@dataclass(frozen=True)
+class Account:
+    system_id: str
+    password: str = field(repr=False)  # plaintext or a hash from `smppgw hash-password`
+    max_binds: int = 10
+    message_id_format: str = "decimal"  # "decimal" or "hex"
+    message_id_length: int = 10
+    ack: str = "stored"  # "stored" or "provider"
+
+
+@dataclass(frozen=True)
+class Route:
+    providers: tuple[str, ...]
+    accounts: tuple[str, ...] = ()  # empty: any account
+    prefixes: tuple[str, ...] = ()  # destination prefixes; empty: any
+    sources: tuple[str, ...] = ()  # source addresses; empty: any
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    server: ServerConfig
+    http: HttpConfig
+    store: StoreConfig
+    receipts: ReceiptConfig
+    dispatch: DispatchConfig
+    log: LogConfig
+    accounts: dict[str, Account]
+    providers: dict[str, ProviderSettings]
+    routes: tuple[Route, ...]
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Reader:
+    """Typed access to one table, with errors that name the file and the dotted key."""
+
+    def __init__(self, source: str, table: dict[str, Any], prefix: str) -> None:
+        self.source, self.table, self.prefix = source, table, prefix
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def error(self, name: str, expected: str) -> ConfigError:
+        return ConfigError(self.source, self.key(name), expected)
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any, what: str, secret: bool = False) -> Any:
+        self.used.add(name)
+        if name not in self.table:
+            return default
+        value = self.table[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        bad_bool = isinstance(value, bool) and kind is not bool
+        if bad_bool or not isinstance(value, kind):
+            shown = "a hidden value" if secret else repr(value)
+            raise self.error(name, f"{what}, got {shown}")
+        if isinstance(value, str):
+            value = _interpolate(self, name, value)
+        return value
+
+    def positive(self, name: str, kind: type, default: Any, what: str) -> Any:
+        value = self.get(name, kind, default, what)
+        if value <= 0:
+            raise self.error(name, f"{what} greater than 0, got {value!r}")
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(name, str, default, "one of " + ", ".join(map(repr, choices)))
+        if value not in choices:
+            raise self.error(name, "one of " + ", ".join(map(repr, choices)) + f", got {value!r}")
+        return value
+
+    def table_of(self, name: str) -> dict[str, Any]:
+        return self.get(name, dict, {}, "a table")
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise self.error(unknown[0], "no such key here (known: " + ", ".join(sorted(self.used)) + ")")
+
+
+def _interpolate(reader: _Reader, name: str, value: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        var = m.group(1)
+        if var not in os.environ:
+            raise reader.error(name, f"environment variable {var} to be set")
+        return os.environ[var]
+
+    return _ENV.sub(sub, value)
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and check a config file; raises ConfigError."""
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(source, "(file)", f"a readable file ({e.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(source, "(syntax)", f"valid TOML: {e}") from None
+    return parse(data, source)
+
+
+def parse(data: dict[str, Any], source: str = "<config>") -> Config:
+    top = _Reader(source, data, "")
+    server = _server(_Reader(source, top.table_of("server"), "server"))
+    http = _http(_Reader(source, top.table_of("http"), "http"))
+    store = _store(_Reader(source, top.table_of("store"), "store"))
+    receipts = _receipts(_Reader(source, top.table_of("receipts"), "receipts"))
+    dispatch = _dispatch(_Reader(source, top.table_of("dispatch"), "dispatch"))
+    log = _log(_Reader(source, top.table_of("log"), "log"))
+    accounts = _accounts(source, top.table_of("accounts"))
+    providers = _providers(source, top.table_of("providers"))
+    routes = _routes(source, top.get("routes", list, [], "a list of [[routes]] tables"), providers, accounts)
+    top.finish()
+    return Config(source, server, http, store, receipts, dispatch, log, accounts, providers, routes)
+
+
+def _server(r: _Reader) -> ServerConfig:
+    d = ServerConfig()
+    cfg = ServerConfig(
+        host=r.get("host", str, d.host, "a host address"),
+        port=_port(r, "port", d.port),
+        max_pdu_length=r.positive("max_pdu_length", int, d.max_pdu_length, "an integer (octets)"),
+        session_init_timeout=r.positive("session_init_timeout", float, d.session_init_timeout, "seconds"),
+        enquire_link_interval=r.positive("enquire_link_interval", float, d.enquire_link_interval, "seconds"),
+        inactivity_timeout=r.positive("inactivity_timeout", float, d.inactivity_timeout, "seconds"),
+        response_timeout=r.positive("response_timeout", float, d.response_timeout, "seconds"),
+        window=r.positive("window", int, d.window, "an integer"),
+    )
+    if cfg.max_pdu_length < 1024:
+        raise r.error("max_pdu_length", f"at least 1024 octets, got {cfg.max_pdu_length}")
+    r.finish()
+    return cfg
+
+
+def _port(r: _Reader, name: str, default: int) -> int:
+    value = r.get(name, int, default, "a TCP port (0-65535)")
+    if not 0 <= value <= 65535:
+        raise r.error(name, f"a TCP port (0-65535), got {value}")
+    return value
+
+
+def _http(r: _Reader) -> HttpConfig:
+    cfg = HttpConfig(host=r.get("host", str, HttpConfig.host, "a host address"), port=_port(r, "port", HttpConfig.port))
+    r.finish()
+    return cfg
+
+
+def _store(r: _Reader) -> StoreConfig:
+    d = StoreConfig()
+    cfg = StoreConfig(
+        type=r.choice("type", ("sqlite",), d.type),
+        path=r.get("path", str, d.path, "a file path"),
+        durability=r.choice("durability", ("normal", "fsync"), d.durability),
+        max_batch=r.positive("max_batch", int, d.max_batch, "an integer"),
+    )
+    r.finish()
+    return cfg
+
+
+def _receipts(r: _Reader) -> ReceiptConfig:
+    d = ReceiptConfig()
+    cfg = ReceiptConfig(
+        max_age=r.positive("max_age", float, d.max_age, "seconds"),
+        max_per_account=r.positive("max_per_account", int, d.max_per_account, "an integer"),
+        retry_initial=r.positive("retry_initial", float, d.retry_initial, "seconds"),
+        retry_max=r.positive("retry_max", float, d.retry_max, "seconds"),
+    )
+    r.finish()
+    return cfg
+
+
+def _dispatch(r: _Reader) -> DispatchConfig:
+    d = DispatchConfig()
+    cfg = DispatchConfig(
+        max_attempts=r.positive("max_attempts", int, d.max_attempts, "an integer"),
+        retry_initial=r.positive("retry_initial", float, d.retry_initial, "seconds"),
+        retry_max=r.positive("retry_max", float, d.retry_max, "seconds"),
+        status_horizon=r.positive("status_horizon", float, d.status_horizon, "seconds"),
+    )
+    r.finish()
+    return cfg
+
+
+def _log(r: _Reader) -> LogConfig:
+    cfg = LogConfig(
+        level=r.choice("level", ("debug", "info", "warning", "error"), LogConfig.level),
+        format=r.choice("format", ("kv", "json"), LogConfig.format),
+    )
+    r.finish()
+    return cfg
+
+
+def _accounts(source: str, table: dict[str, Any]) -> dict[str, Account]:
+    if not table:
+        raise ConfigError(source, "accounts", "at least one [accounts.<system_id>] table")
+    accounts = {}
+    for system_id, body in table.items():
+        prefix = f"accounts.{system_id}"
+        if not isinstance(body, dict):
+            raise ConfigError(source, prefix, "a table")
+        if not 1 <= len(system_id) <= 15 or not system_id.isprintable():
+            raise ConfigError(source, prefix, "a system_id of 1 to 15 printable characters")
+        r = _Reader(source, body, prefix)
+        if "password" not in body:
+            raise r.error("password", "a password (plaintext, ${ENV} or a hash from `smppgw hash-password`)")
+        password = r.get("password", str, "", "a string", secret=True)
+        if not password.startswith("pbkdf2_sha256$") and not 1 <= len(password) <= 8:
+            raise r.error("password", "1 to 8 characters (SMPP limit) or a hash from `smppgw hash-password`")
+        fmt = r.choice("message_id_format", ("decimal", "hex"), "decimal")
+        length = r.get("message_id_length", int, 10 if fmt == "decimal" else 16, "an integer from 8 to 64")
+        if not 8 <= length <= 64:
+            raise r.error("message_id_length", f"an integer from 8 to 64, got {length}")
+        accounts[system_id] = Account(
+            system_id=system_id,
+            password=password,
+            max_binds=r.positive("max_binds", int, 10, "an integer"),
+            message_id_format=fmt,
+            message_id_length=length,
+            ack=r.choice("ack", ("stored", "provider"), "stored"),
+        )
+        r.finish()
+    return accounts
+
+
+def _providers(source: str, table: dict[str, Any]) -> dict[str, ProviderSettings]:
+    if not table:
+        raise ConfigError(source, "providers", "at least one [providers.<name>] table")
+    out = {}
+    for name, body in table.items():
+        prefix = f"providers.{name}"
+        if not isinstance(body, dict):
+            raise ConfigError(source, prefix, "a table")
+        r = _Reader(source, body, prefix)
+        ptype = r.choice("type", tuple(ADAPTERS), "")
+        url = r.get("url", str, "", "a base URL (http:// or https://)")
+        if ptype != "simulator" and not re.match(r"https?://", url):
+            raise r.error("url", f"a base URL starting with http:// or https://, got {url!r}")
+        timeout = r.positive("timeout", float, 10.0, "seconds")
+        options = {}
+        for key, value in body.items():
+            if key in ("type", "url", "timeout"):
+                continue
+            options[key] = _interpolate(r, key, value) if isinstance(value, str) else value
+        out[name] = ProviderSettings(name=name, type=ptype, url=url, options=options, source=source, timeout=timeout)
+    return out
+
+
+def _routes(
+    source: str, items: list[Any], providers: dict[str, ProviderSettings], accounts: dict[str, Account]
+) -> tuple[Route, ...]:
+    routes = []
+    for i, body in enumerate(items):
+        prefix = f"routes[{i}]"
+        if not isinstance(body, dict):
+            raise ConfigError(source, prefix, "a table")
+        r = _Reader(source, body, prefix)
+        names = r.get("providers", list, None, "a list of provider names")
+        if names is None:
+            one = r.get("provider", str, None, "a provider name")
+            names = [one] if one else []
+        else:
+            r.used.add("provider")
+        if not names:
+            raise r.error("providers", "a non-empty list of provider names")
+        for n in names:
+            if n not in providers:
+                raise r.error("providers", f"names of [providers.*] tables ({', '.join(providers)}), got {n!r}")
+        accts = tuple(r.get("accounts", list, [], "a list of system_ids"))
+        for a in accts:
+            if a not in accounts:
+                raise r.error("accounts", f"names of [accounts.*] tables, got {a!r}")
+        prefixes = tuple(str(p) for p in r.get("prefixes", list, [], "a list of destination prefixes (digits)"))
+        for p in prefixes:
+            if not p.isdigit():
+                raise r.error("prefixes", f"digits only, got {p!r}")
+        sources = tuple(str(s) for s in r.get("sources", list, [], "a list of source addresses"))
+        routes.append(Route(tuple(names), accts, prefixes, sources))
+        r.finish()
+    if not routes:
+        # No routes: everything goes to the first provider, which is what a one-provider file means.
+        routes.append(Route((next(iter(providers)),)))
+    return tuple(routes)

@@ -1,0 +1,86 @@
+"""Wires one gateway process together from a Config: store, providers, gateway, SMPP listener,
+HTTP site; and takes it apart again on shutdown (unbind sessions, drain, close)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.task import deferLater
+
+from smppgw.aio import as_deferred
+from smppgw.config import Config, ProviderSettings
+from smppgw.gateway.core import Gateway
+from smppgw.logs import event
+from smppgw.metrics import Metrics
+from smppgw.providers import adapter_class
+from smppgw.providers.base import Provider
+from smppgw.server.factory import SmppFactory
+from smppgw.store.sqlite import SqliteStore
+from smppgw.web.site import make_site
+
+log = logging.getLogger("smppgw.app")
+
+
+def build_provider(settings: ProviderSettings, clock: Any) -> Provider:
+    cls = adapter_class(settings.type)
+    if settings.type == "simulator":
+        return cls(settings, clock=clock)
+    return cls(settings)
+
+
+class _StoreCollector:
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+
+    def collect(self) -> Any:
+        yield CounterMetricFamily("smppgw_store_commits", "Store transactions committed", value=self.store.batches)
+        yield CounterMetricFamily("smppgw_store_writes", "Store writes committed", value=self.store.ops_written)
+
+
+class App:
+    def __init__(self, config: Config, reactor: Any) -> None:
+        self.config, self.reactor = config, reactor
+        self.metrics = Metrics()
+        self.store = SqliteStore(
+            config.store.path, reactor.callFromThread, durability=config.store.durability,
+            max_batch=config.store.max_batch,
+        )
+        self.metrics.registry.register(_StoreCollector(self.store))
+        self.providers = {name: build_provider(s, reactor) for name, s in config.providers.items()}
+        self.gateway = Gateway(config, self.store, self.providers, self.metrics, reactor)
+        self.factory = SmppFactory(self.gateway, config.server, self.metrics, reactor)
+        self.site = make_site(self.metrics, self.gateway.healthy)
+        self.smpp_port: IListeningPort | None = None
+        self.http_port: IListeningPort | None = None
+
+    def start(self) -> None:
+        self.gateway.start()
+        c = self.config
+        self.smpp_port = self.reactor.listenTCP(c.server.port, self.factory, interface=c.server.host)
+        self.http_port = self.reactor.listenTCP(c.http.port, self.site, interface=c.http.host)
+        event(log, "listening", smpp=f"{c.server.host}:{self.smpp_port.getHost().port}",
+              http=f"{c.http.host}:{self.http_port.getHost().port}", config=c.source)
+
+    @inlineCallbacks
+    def stop(self, grace: float = 5.0) -> Any:
+        """Stop taking connections, unbind every session, give answers `grace` seconds, close."""
+        event(log, "stopping", sessions=len(self.factory.sessions))
+        for port in (self.smpp_port, self.http_port):
+            if port is not None:
+                yield port.stopListening()
+        self.factory.unbind_all()
+        waited = 0.0
+        while self.factory.sessions and waited < grace:
+            yield deferLater(self.reactor, 0.1, lambda: None)
+            waited += 0.1
+        for session in list(self.factory.sessions):
+            session.transport.abortConnection()  # type: ignore[union-attr]
+        self.gateway.stop()
+        for p in self.providers.values():
+            yield as_deferred(p.close())
+        self.store.close()
+        event(log, "stopped")

@@ -1,0 +1,141 @@
+"""The `smppgw` command: serve, check-config, hash-password, fake-provider."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import signal
+import sys
+from typing import Any
+
+from smppgw import __version__
+
+
+def _load(path: str) -> Any:
+    from smppgw import config as cfg
+
+    try:
+        return cfg.load(path)
+    except cfg.ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install()  # before anything imports the reactor: httpx shares this loop
+    from twisted.internet import reactor
+    from twisted.logger import STDLibLogObserver, globalLogBeginner
+
+    from smppgw import logs
+    from smppgw.app import App
+    from smppgw.config import ConfigError
+
+    config = _load(args.config)
+    logs.setup(config.log.level, config.log.format)
+    globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
+    try:
+        app = App(config, reactor)
+        app.start()
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a port in use, a store that cannot be opened: say which, exit non-zero
+        print(f"cannot start: {e}", file=sys.stderr)
+        return 1
+    reactor.addSystemEventTrigger("before", "shutdown", app.stop)
+    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
+    reactor.run()
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from twisted.internet.task import Clock
+
+    from smppgw.app import build_provider
+    from smppgw.config import ConfigError
+
+    config = _load(args.config)
+    try:
+        for settings in config.providers.values():
+            build_provider(settings, Clock())  # adapters check their own options
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"{config.source}: ok — {len(config.accounts)} account(s), {len(config.providers)} provider(s), "
+        f"{len(config.routes)} route(s); SMPP {config.server.host}:{config.server.port}, "
+        f"HTTP {config.http.host}:{config.http.port}, store {config.store.type}:{config.store.path}"
+    )
+    return 0
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    from smppgw.gateway.passwords import hash_password
+
+    if args.stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("ESME password: ")
+    if not 1 <= len(password) <= 8:
+        print("error: an SMPP password is 1 to 8 characters", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
+
+
+def cmd_fake_provider(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from smppgw.fakes import FAKES, fake_class
+
+    if args.type not in FAKES:
+        print(f"error: unknown provider type {args.type!r} (known: {', '.join(FAKES)})", file=sys.stderr)
+        return 2
+    options: dict[str, Any] = {}
+    for item in args.option:
+        key, _, value = item.partition("=")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    fake = fake_class(args.type).from_options(args.port, options).start()
+    print(f"fake {args.type} provider on {fake.url} (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        fake.stop()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="smppgw", description="SMPP 3.4 gateway to HTTP SMS providers")
+    p.add_argument("--version", action="version", version=f"smppgw {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the gateway")
+    s.add_argument("--config", default="conf/gateway.toml", help="TOML config file (default: %(default)s)")
+    s.set_defaults(func=cmd_serve)
+    c = sub.add_parser("check-config", help="validate a config file; exit 2 naming file, key and expectation")
+    c.add_argument("config", help="TOML config file")
+    c.set_defaults(func=cmd_check_config)
+    h = sub.add_parser("hash-password", help="print a hash the config accepts in place of a plaintext password")
+    h.add_argument("--stdin", action="store_true", help="read the password from standard input")
+    h.set_defaults(func=cmd_hash_password)
+    f = sub.add_parser("fake-provider", help="run a fake HTTP provider on 127.0.0.1 for trying routes")
+    f.add_argument("type", help="smsfly, smsclub, smsend, floppysend or smspartner")
+    f.add_argument("--port", type=int, default=0)
+    f.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="fake option (repeatable)")
+    f.set_defaults(func=cmd_fake_provider)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""The message lifecycle: accept → validate → persist → route → dispatch → track → notify.
+
+The gateway owns every message's state. `submit` answers only after the message is committed
+(group commit in the store); a state change and the receipt it causes are committed in one
+write, and the receipt enters the outbox only after that commit. A message reaches one final
+state once: later or repeated reports are counted and ignored.
+
+Sessions reach the gateway through `authenticate`, `session_bound`/`session_gone` and
+`submit`; the gateway reaches sessions only through the outbox's DeliverySession interface.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from twisted.internet.interfaces import IReactorTime
+
+from smppgw.config import Account, Config
+from smppgw.gateway.dispatch import Dispatcher
+from smppgw.gateway.ids import IdIssuer
+from smppgw.gateway.outbox import DeliverySession, Outbox
+from smppgw.gateway.passwords import PasswordChecker
+from smppgw.gateway.receipts import build_receipt, wants_receipt
+from smppgw.gateway.router import NoRoute, Router
+from smppgw.gateway.submit import Refused, prepare
+from smppgw.gateway.tracker import Tracker
+from smppgw.logs import event
+from smppgw.metrics import Metrics
+from smppgw.providers.base import (
+    ENROUTE,
+    REJECTED,
+    UNDELIVERABLE,
+    UNKNOWN,
+    OutboundSms,
+    Provider,
+    SendResult,
+    StatusReport,
+)
+from smppgw.smpp.constants import Status
+from smppgw.smpp.pdu import SubmitSm
+from smppgw.smpp.receipt import STAT_BY_STATE
+from smppgw.smpp.text import is_gsm
+from smppgw.store.base import QUEUED, AddOutbox, InsertMessage, MessageRecord, Op, OutboxRecord, Store, UpdateMessage
+
+log = logging.getLogger("smppgw.gateway")
+
+Reply = Callable[[int, str], None]  # (command_status, message_id)
+EARLY_REPORTS_MAX = 10_000
+EARLY_REPORT_TTL = 120.0
+
+
+class Gateway:
+    def __init__(
+        self, config: Config, store: Store, providers: dict[str, Provider], metrics: Metrics, clock: IReactorTime
+    ) -> None:
+        self.config, self.store, self.providers, self.metrics, self.clock = config, store, providers, metrics, clock
+        self.accounts = config.accounts
+        self.passwords = PasswordChecker()
+        self.router = Router(config.routes)
+        self.outbox = Outbox(store, config.receipts, clock, metrics)
+        self.dispatcher = Dispatcher(
+            providers, config.dispatch, clock, metrics, self._on_sent, self._outbound, self._next_provider
+        )
+        self.tracker = Tracker(
+            providers, clock, metrics, config.dispatch.status_horizon, self.live_message, self._live_list,
+            self.on_report, self._on_horizon,
+        )
+        self.ids = IdIssuer(1)
+        self.live: dict[str, MessageRecord] = {}  # unfinished messages by our id
+        self.by_provider_id: dict[tuple[str, str], MessageRecord] = {}
+        self._early: dict[tuple[str, str], tuple[float, StatusReport]] = {}  # reports that beat their send answer
+        self.sessions: dict[str, list[object]] = {}
+        self._messages_child: dict[tuple[str, str, str], object] = {}
+        self.started = False
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        snap = self.store.open()
+        self.ids = IdIssuer(snap.next_id)
+        self.outbox.load(snap.outbox)
+        for p in self.providers.values():
+            if hasattr(p, "report_sink"):
+                p.report_sink = lambda report, name=p.name: self.on_report(name, report)  # type: ignore[attr-defined]
+        for record in snap.unfinished:
+            self._resume(record)
+        self.tracker.start()
+        self.started = True
+        event(log, "gateway_started", resumed=len(snap.unfinished), receipts_waiting=len(snap.outbox),
+              next_id=snap.next_id)
+
+    def _resume(self, record: MessageRecord) -> None:
+        self.live[record.id] = record
+        if record.state == QUEUED:
+            if record.provider not in self.providers:
+                try:
+                    record.provider = self.router.route(record.account, record.destination, record.source)[0]
+                except NoRoute:
+                    self._finalize(record, REJECTED, "000")
+                    return
+            self._dispatch(record)
+        else:
+            self.by_provider_id[(record.provider, record.provider_id)] = record
+            if self.tracker.should_poll(record, resumed=True):
+                self.tracker.track(record, first=1.0)
+
+    def stop(self) -> None:
+        self.dispatcher.stop()
+        self.tracker.stop()
+        self.outbox.stop()
+
+    def healthy(self) -> bool:
+        return self.started and self.store.healthy()
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def authenticate(self, system_id: str, password: str) -> Account | int:
+        account = self.accounts.get(system_id)
+        if account is None:
+            return Status.ESME_RINVSYSID
+        if not self.passwords.check(account.password, password):
+            return Status.ESME_RINVPASWD
+        if len(self.sessions.get(system_id, ())) >= account.max_binds:
+            return Status.ESME_RBINDFAIL
+        return account
+
+    def session_bound(self, session: DeliverySession, receives: bool) -> None:
+        self.sessions.setdefault(session.account, []).append(session)
+        if receives:
+            self.outbox.session_bound(session)
+
+    def session_gone(self, session: DeliverySession) -> None:
+        held = self.sessions.get(session.account, [])
+        if session in held:
+            held.remove(session)
+        self.outbox.session_gone(session)
+
+    # -- submit -------------------------------------------------------------------------------
+
+    def submit(self, account: Account, pdu: SubmitSm, interface_version: int, reply: Reply) -> None:
+        now = self.clock.seconds()
+        try:
+            fields = prepare(pdu, interface_version, now)
+            providers = self.router.route(account.system_id, fields.destination, pdu.source_addr)
+        except Refused as e:
+            self._count(account.system_id, "", "refused")
+            reply(e.status, "")
+            return
+        except NoRoute:
+            self._count(account.system_id, "", "refused")
+            reply(Status.ESME_RINVDSTADR, "")
+            return
+        if interface_version <= 0x33:
+            message_id = self.ids.issue("hex", 8)  # 3.3 ESMEs keep ids of at most 8 characters
+        else:
+            message_id = self.ids.issue(account.message_id_format, account.message_id_length)
+        record = MessageRecord(
+            id=message_id, account=account.system_id,
+            source=pdu.source_addr, source_ton=pdu.source_addr_ton, source_npi=pdu.source_addr_npi,
+            destination=fields.destination, dest_ton=pdu.dest_addr_ton, dest_npi=pdu.dest_addr_npi,
+            text=fields.text, data_coding=pdu.data_coding, esm_class=pdu.esm_class,
+            registered_delivery=pdu.registered_delivery, submitted_at=now, provider=providers[0],
+            user_message_reference=fields.user_message_reference,
+            schedule_at=fields.schedule_at, valid_until=fields.valid_until,
+        )
+
+        def committed(error: BaseException | None) -> None:
+            if error is not None:
+                self._count(account.system_id, record.provider, "store_failed")
+                reply(Status.ESME_RSYSERR, "")
+                return
+            reply(Status.ESME_ROK, message_id)
+            self._count(account.system_id, record.provider, "accepted")
+            self.live[message_id] = record
+            self._dispatch(record)
+
+        self.store.write([InsertMessage(record)], committed, high_id=self.ids.high)
+
+    def _dispatch(self, record: MessageRecord) -> None:
+        now = self.clock.seconds()
+        if record.valid_until is not None and now >= record.valid_until:
+            self._finalize(record, 3, "000")  # EXPIRED before any provider took it
+            return
+        if record.schedule_at is not None and record.schedule_at > now:
+            self.clock.callLater(record.schedule_at - now, self.dispatcher.enqueue, record)
+            return
+        self.dispatcher.enqueue(record)
+
+    def _outbound(self, record: MessageRecord) -> OutboundSms:
+        dc = record.data_coding
+        return OutboundSms(
+            message_id=record.id,
+            source=record.source,
+            destination=record.destination,
+            text=record.text,
+            unicode=dc == 8 or not is_gsm(record.text),
+            flash=(dc & 0xF3) == 0xF0 or (dc & 0xF3) == 0x10,
+            schedule_at=_dt(record.schedule_at),
+            valid_until=_dt(record.valid_until),
+        )
+
+    def _next_provider(self, record: MessageRecord) -> str | None:
+        try:
+            chain = self.router.route(record.account, record.destination, record.source)
+        except NoRoute:
+            return None
+        if record.provider in chain:
+            i = chain.index(record.provider)
+            return chain[i + 1] if i + 1 < len(chain) else None
+        return None
+
+    # -- provider results and reports -------------------------------------------------------
+
+    def _on_sent(self, record: MessageRecord, result: SendResult) -> None:
+        if record.id not in self.live:
+            return
+        if result.error is not None:
+            state = UNDELIVERABLE if result.error.retryable else REJECTED
+            event(log, "message_failed", account=record.account, message_id=record.id, provider=record.provider,
+                  detail=result.error.detail, status=hex(result.error.command_status))
+            self._finalize(record, state, result.error.err)
+            return
+        record.provider_id = result.provider_id or ""
+        key = (record.provider, record.provider_id)
+        self.by_provider_id[key] = record
+        record.state = ENROUTE
+        ops: list[Op] = [UpdateMessage(record)]
+        receipt = None
+        if result.state == ENROUTE and wants_receipt(record.registered_delivery, ENROUTE):
+            receipt = build_receipt(record, ENROUTE, self.clock.seconds())
+            ops.append(AddOutbox(receipt))
+        self._count(record.account, record.provider, "ENROUTE")
+        self._write(ops, receipt)
+        early = self._early.pop(key, None)
+        if early is not None:
+            self.on_report(record.provider, early[1])
+        elif self.tracker.should_poll(record, resumed=False):
+            self.tracker.track(record)
+
+    def on_report(self, provider: str, report: StatusReport) -> None:
+        """A status from a provider (push, poll or webhook), for one of our messages."""
+        key = (provider, report.provider_id)
+        record = self.by_provider_id.get(key)
+        if record is None and report.message_id:
+            record = self.live.get(report.message_id)
+            if record is not None and record.provider != provider:
+                record = None
+        if record is None or record.state >= 2:
+            if record is None:
+                self._remember_early(key, report)  # a webhook may beat the send answer it belongs to
+            self.metrics.child(self.metrics.provider_requests, provider, "report", "ignored").inc()
+            return
+        if report.final:
+            done = report.done_at.timestamp() if report.done_at else None
+            self._finalize(record, report.state, report.err, done)
+        elif report.state != record.state and report.state != 0:
+            record.state = report.state
+            ops: list[Op] = [UpdateMessage(record)]
+            receipt = None
+            if wants_receipt(record.registered_delivery, report.state):
+                receipt = build_receipt(record, report.state, self.clock.seconds())
+                ops.append(AddOutbox(receipt))
+            self._write(ops, receipt)
+
+    def _remember_early(self, key: tuple[str, str], report: StatusReport) -> None:
+        now = self.clock.seconds()
+        if len(self._early) >= EARLY_REPORTS_MAX:
+            self._early = {k: v for k, v in self._early.items() if now - v[0] < EARLY_REPORT_TTL}
+        if len(self._early) < EARLY_REPORTS_MAX:
+            self._early[key] = (now, report)
+
+    def _on_horizon(self, record: MessageRecord) -> None:
+        event(log, "status_horizon", account=record.account, message_id=record.id, provider=record.provider)
+        self._finalize(record, UNKNOWN, "000")
+
+    def _finalize(self, record: MessageRecord, state: int, err: str, done_at: float | None = None) -> None:
+        """The one place a message reaches its final state."""
+        if record.state >= 2:
+            return
+        record.state = state
+        record.err = (err or "000")[:3].rjust(3, "0")
+        record.done_at = done_at if done_at is not None else self.clock.seconds()
+        self.live.pop(record.id, None)
+        if record.provider_id:
+            self.by_provider_id.pop((record.provider, record.provider_id), None)
+        ops: list[Op] = [UpdateMessage(record)]
+        receipt = None
+        if wants_receipt(record.registered_delivery, state):
+            receipt = build_receipt(record, state, self.clock.seconds())
+            ops.append(AddOutbox(receipt))
+        self._count(record.account, record.provider, STAT_BY_STATE[state])
+        self._write(ops, receipt)
+
+    def _write(self, ops: list[Op], receipt: OutboxRecord | None) -> None:
+        def committed(error: BaseException | None) -> None:
+            if error is not None:
+                event(log, "state_write_failed", logging.ERROR, ops=len(ops), error=repr(error))
+            elif receipt is not None:
+                self.outbox.add(receipt)
+
+        self.store.write(ops, committed)
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def live_message(self, message_id: str) -> MessageRecord | None:
+        return self.live.get(message_id)
+
+    def _live_list(self) -> list[MessageRecord]:
+        return list(self.live.values())
+
+    def _count(self, account: str, provider: str, state: str) -> None:
+        self.metrics.child(self.metrics.messages, account, provider, state).inc()
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)

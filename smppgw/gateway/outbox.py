@@ -1,0 +1,216 @@
+"""The receipt (and MO) outbox: deliver_sm that must reach an account's receiver.
+
+A record is here from the commit that created it until the ESME answers its deliver_sm with
+ESME_ROK (or a permanent refusal, or it grows too old). No receiver bound: it waits, and goes
+out on the next bind. The gateway reaches sessions only through `DeliverySession`, so a
+receipt never needs to know which socket holds the receiver.
+
+deliver_sm_resp codes (smpp34.md §1.3): 0x64 and any other non-zero code, or no answer before
+the response timer, are temporary (resend with backoff, the first within `retry_initial`);
+0x65 and 0x66 are permanent (stop, count, log). A lost connection puts its in-flight records
+back at the head of the queue at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from smppgw.config import ReceiptConfig
+from smppgw.logs import event
+from smppgw.metrics import Metrics
+from smppgw.smpp.receipt import STAT_BY_STATE
+from smppgw.store.base import OutboxRecord, RemoveOutbox, Store
+
+log = logging.getLogger("smppgw.outbox")
+
+LOST = -1  # the session went away before the answer came
+TIMEOUT = -2  # no answer within the response timer
+PERMANENT = (0x65, 0x66)  # ESME_RX_P_APPN, ESME_RX_R_APPN
+
+Answer = Callable[[int], None]
+
+
+class DeliverySession(Protocol):
+    account: str
+
+    def delivery_capacity(self) -> int:
+        """How many more deliver_sm this session takes now (its window)."""
+        ...
+
+    def send_delivery(self, record: OutboxRecord, answer: Answer) -> None:
+        """Send the record as a deliver_sm; `answer` gets the resp status, TIMEOUT or LOST."""
+        ...
+
+
+class _Account:
+    __slots__ = ("name", "queue", "in_flight", "sessions", "turn", "retry_timers")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.queue: deque[tuple[OutboxRecord, int]] = deque()  # (record, attempts so far)
+        self.in_flight = 0
+        self.sessions: list[DeliverySession] = []
+        self.turn = 0
+        self.retry_timers: dict[str, IDelayedCall] = {}
+
+
+class Outbox:
+    def __init__(self, store: Store, config: ReceiptConfig, clock: IReactorTime, metrics: Metrics) -> None:
+        self.store, self.config, self.clock, self.metrics = store, config, clock, metrics
+        self._accounts: dict[str, _Account] = {}
+        self._sweeper: IDelayedCall | None = None
+
+    def _acct(self, name: str) -> _Account:
+        a = self._accounts.get(name)
+        if a is None:
+            a = self._accounts[name] = _Account(name)
+        return a
+
+    # -- records in ---------------------------------------------------------------------------
+
+    def load(self, records: list[OutboxRecord]) -> None:
+        """Records found in the store at start (committed before a restart)."""
+        for r in records:
+            self._acct(r.account).queue.append((r, 0))
+        for a in self._accounts.values():
+            self._gauge(a)
+        self._sweep_later()
+
+    def add(self, record: OutboxRecord) -> None:
+        """A committed record: queue it and send if a receiver has room."""
+        a = self._acct(record.account)
+        a.queue.append((record, 0))
+        if len(a.queue) + a.in_flight + len(a.retry_timers) > self.config.max_per_account:
+            old, _ = a.queue.popleft()
+            self._drop(old, "overflow")
+        self._pump(a)
+        self._gauge(a)
+
+    def depth(self, account: str) -> int:
+        a = self._accounts.get(account)
+        return 0 if a is None else len(a.queue) + a.in_flight + len(a.retry_timers)
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def session_bound(self, session: DeliverySession) -> None:
+        a = self._acct(session.account)
+        a.sessions.append(session)
+        self._pump(a)
+
+    def session_gone(self, session: DeliverySession) -> None:
+        a = self._accounts.get(session.account)
+        if a is not None and session in a.sessions:
+            a.sessions.remove(session)
+
+    def window_open(self, session: DeliverySession) -> None:
+        """A session's window has room again (an answer came)."""
+        a = self._accounts.get(session.account)
+        if a is not None and a.queue:
+            self._pump(a)
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def _pump(self, a: _Account) -> None:
+        sessions = a.sessions
+        while a.queue and sessions:
+            chosen = None
+            for i in range(len(sessions)):
+                s = sessions[(a.turn + i) % len(sessions)]
+                if s.delivery_capacity() > 0:
+                    chosen = s
+                    a.turn = (a.turn + i + 1) % len(sessions)
+                    break
+            if chosen is None:
+                return
+            record, attempts = a.queue.popleft()
+            a.in_flight += 1
+            chosen.send_delivery(record, self._answer_for(a, record, attempts))
+
+    def _answer_for(self, a: _Account, record: OutboxRecord, attempts: int) -> Answer:
+        def answer(status: int) -> None:
+            a.in_flight -= 1
+            if status == 0:
+                self._done(record, "delivered")
+            elif status in PERMANENT:
+                event(log, "receipt_refused", logging.WARNING, account=a.name, message_id=record.message_id,
+                      status=hex(status))
+                self._done(record, "refused")
+            elif status == LOST:
+                a.queue.appendleft((record, attempts))
+            else:
+                self._retry(a, record, attempts + 1, status)
+            self._gauge(a)
+            if a.queue:
+                self._pump(a)
+
+        return answer
+
+    def _retry(self, a: _Account, record: OutboxRecord, attempts: int, status: int) -> None:
+        delay = min(self.config.retry_initial * (2 ** (attempts - 1)), self.config.retry_max)
+        reason = "timeout" if status == TIMEOUT else hex(status)
+        event(log, "receipt_retry", account=a.name, message_id=record.message_id, reason=reason,
+              attempt=attempts, delay=delay)
+        self.metrics.child(self.metrics.receipts, a.name, STAT_BY_STATE.get(record.state, "MO"), "retry").inc()
+
+        def again() -> None:
+            a.retry_timers.pop(record.key, None)
+            a.queue.appendleft((record, attempts))
+            self._pump(a)
+
+        a.retry_timers[record.key] = self.clock.callLater(delay, again)
+
+    def _done(self, record: OutboxRecord, result: str) -> None:
+        self.metrics.child(self.metrics.receipts, record.account, STAT_BY_STATE.get(record.state, "MO"), result).inc()
+        self.store.write([RemoveOutbox(record.key)], _log_failure(record))
+
+    def _drop(self, record: OutboxRecord, why: str) -> None:
+        event(log, "receipt_dropped", logging.WARNING, account=record.account, message_id=record.message_id,
+              reason=why)
+        self._done(record, why)
+
+    def _gauge(self, a: _Account) -> None:
+        self.metrics.child(self.metrics.outbox_depth, a.name).set(len(a.queue) + a.in_flight + len(a.retry_timers))
+
+    # -- age limit ----------------------------------------------------------------------------
+
+    def _sweep_later(self) -> None:
+        if self._sweeper is None or not self._sweeper.active():
+            self._sweeper = self.clock.callLater(min(60.0, self.config.max_age), self.sweep)
+
+    def sweep(self) -> None:
+        """Drop queued records older than max_age (they wait for a receiver that never came)."""
+        limit = self.clock.seconds() - self.config.max_age
+        for a in self._accounts.values():
+            keep: deque[tuple[OutboxRecord, int]] = deque()
+            for item in a.queue:
+                if item[0].created_at < limit:
+                    self._drop(item[0], "expired")
+                else:
+                    keep.append(item)
+            a.queue = keep
+            self._gauge(a)
+        self._sweeper = None
+        self._sweep_later()
+
+    def stop(self) -> None:
+        if self._sweeper is not None and self._sweeper.active():
+            self._sweeper.cancel()
+        for a in self._accounts.values():
+            for t in a.retry_timers.values():
+                if t.active():
+                    t.cancel()
+
+
+def _log_failure(record: OutboxRecord) -> Callable[[BaseException | None], None]:
+    def done(error: BaseException | None) -> None:
+        if error is not None:
+            # The receipt went out; failing to forget it means it may go out once more after a
+            # restart. Log it: an operator sees why an ESME got a duplicate.
+            event(log, "outbox_remove_failed", logging.ERROR, message_id=record.message_id, error=repr(error))
+
+    return done

@@ -1,0 +1,322 @@
+"""One SMPP session over TCP: framing, the state table, timers, windows — and nothing else.
+
+Bytes become PDUs in smpp/ (codec, Framer); what a PDU may do in the current state comes from
+smpp/session.py's table; what a submit means is the gateway's business. This class only
+frames, asks, answers and keeps time.
+
+Timers use one delayed call per session, set to the earliest deadline among: the bind
+deadline (session_init_timeout), our enquire_link after enquire_link_interval of silence, the
+inactivity limit, and the response timer of our oldest outstanding request. Resetting a timer
+per PDU would cost a cancel and a new call for every message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+
+from smppgw.config import Account, ServerConfig
+from smppgw.gateway.core import Gateway
+from smppgw.gateway.outbox import LOST, TIMEOUT, Answer
+from smppgw.logs import event
+from smppgw.metrics import Metrics
+from smppgw.server.pdus import deliver_sm_for, label_of
+from smppgw.smpp.codec import FrameError, Framer, PduError, decode, encode, error_response
+from smppgw.smpp.constants import RESP, CommandId, Status, Tag
+from smppgw.smpp.pdu import (
+    EnquireLink,
+    GenericNack,
+    Pdu,
+    SubmitSm,
+    Unbind,
+    response_for,
+)
+from smppgw.smpp.session import BIND_STATE, State, check, receives_deliveries
+from smppgw.store.base import OutboxRecord
+
+if TYPE_CHECKING:
+    from smppgw.server.factory import SmppFactory
+
+log = logging.getLogger("smppgw.session")
+
+SYSTEM_ID = "smppgw"
+_BIND_NAMES = {State.BOUND_TX: "transmitter", State.BOUND_RX: "receiver", State.BOUND_TRX: "transceiver"}
+
+
+class SmppSession(Protocol):
+    def __init__(self, gateway: Gateway, config: ServerConfig, metrics: Metrics, clock: IReactorTime) -> None:
+        self.gateway, self.config, self.metrics, self.clock = gateway, config, metrics, clock
+        self.framer = Framer(config.max_pdu_length)
+        self.state = State.OPEN
+        self.account: str = ""
+        self._account: Account | None = None
+        self.interface_version = 0x34
+        self.peer = ""
+        self._seq = 0
+        self._pending: dict[int, tuple[float, int, Answer | None]] = {}  # seq -> (sent at, command, answer)
+        self._deliveries = 0  # deliver_sm among _pending
+        self._submits = 0  # submit_sm waiting for their commit
+        self._last_rx = 0.0
+        self._opened = 0.0
+        self._timer: IDelayedCall | None = None
+        self._timer_at = 0.0
+        self._closing = False
+        self._unbind_sent = False
+        self.factory: SmppFactory | None = None  # set by the factory; None in unit tests
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()  # type: ignore[union-attr]
+        self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        self._opened = self._last_rx = self.clock.seconds()
+        if self.factory is not None:
+            self.factory.sessions.add(self)
+        self._arm()
+        event(log, "connected", peer=self.peer)
+
+    def connectionLost(self, reason: Failure = Failure(Exception("closed"))) -> None:  # noqa: B008
+        was = self.state
+        self.state = State.CLOSED
+        if self.factory is not None:
+            self.factory.sessions.discard(self)
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        pending, self._pending = self._pending, {}
+        self._deliveries = 0
+        if was in _BIND_NAMES:
+            self.gateway.session_gone(self)
+            self.metrics.child(self.metrics.bound_sessions, self.account, _BIND_NAMES[was]).dec()
+        for _, _, answer in pending.values():
+            if answer is not None:
+                answer(LOST)
+        event(log, "disconnected", peer=self.peer, account=self.account or "-")
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            frames = self.framer.feed(data)
+        except FrameError as e:
+            self.metrics.child(self.metrics.bad_pdus, "command_length").inc()
+            event(log, "bad_command_length", logging.WARNING, peer=self.peer, command_length=e.command_length)
+            self._send(GenericNack(sequence_number=e.sequence_number, command_status=Status.ESME_RINVCMDLEN))
+            self._close()
+            return
+        if not frames:
+            return
+        self._last_rx = self.clock.seconds()
+        for frame in frames:
+            if self.state is State.CLOSED:
+                return
+            try:
+                pdu = decode(frame)
+            except PduError as e:
+                self._count("in", e.command_id, Status.ESME_ROK)
+                self.metrics.child(self.metrics.bad_pdus, label_of(e.command_id, e.command_status)[1]).inc()
+                resp = error_response(e)
+                if resp is not None:
+                    self._send(resp)
+                continue
+            self._handle(pdu)
+
+    # -- incoming PDUs ------------------------------------------------------------------------
+
+    def _handle(self, pdu: Pdu) -> None:
+        cid = pdu.command_id
+        self._count("in", cid, pdu.command_status)
+        if cid & RESP:
+            self._on_response(pdu)
+            return
+        if cid == CommandId.ALERT_NOTIFICATION:
+            self.metrics.child(self.metrics.bad_pdus, "unexpected_alert_notification").inc()
+            return  # never answered (smpp34.md §1.1)
+        refusal = check(self.state, cid)
+        if refusal:
+            resp = response_for(pdu, refusal)
+            if resp is not None:
+                self._send(resp)
+            return
+        if cid == CommandId.SUBMIT_SM:
+            self._on_submit(pdu)  # type: ignore[arg-type]
+        elif cid == CommandId.ENQUIRE_LINK:
+            self._send(response_for(pdu))
+        elif cid in BIND_STATE:
+            self._on_bind(pdu)
+        elif cid == CommandId.UNBIND:
+            self._send(response_for(pdu))
+            self._unbound("esme")
+            self._close()
+        else:
+            self._send(response_for(pdu, Status.ESME_RINVCMDID))
+
+    def _on_bind(self, pdu: Pdu) -> None:
+        system_id: str = pdu.system_id  # type: ignore[attr-defined]
+        result = self.gateway.authenticate(system_id, pdu.password)  # type: ignore[attr-defined]
+        if isinstance(result, int):
+            event(log, "bind_refused", logging.WARNING, peer=self.peer, system_id=system_id,
+                  status=Status(result).name)
+            self._send(response_for(pdu, result))
+            return
+        self.interface_version = pdu.interface_version  # type: ignore[attr-defined]
+        tlvs = ((Tag.SC_INTERFACE_VERSION, b"\x34"),) if self.interface_version >= 0x34 else ()
+        self.state = BIND_STATE[pdu.command_id]
+        self.account, self._account = system_id, result
+        self._send(response_for(pdu, 0, system_id=SYSTEM_ID, tlvs=tlvs))
+        self.metrics.child(self.metrics.bound_sessions, system_id, _BIND_NAMES[self.state]).inc()
+        event(log, "bound", peer=self.peer, account=system_id, bind=_BIND_NAMES[self.state],
+              interface_version=hex(self.interface_version))
+        self.gateway.session_bound(self, receives_deliveries(self.state))
+
+    def _on_submit(self, pdu: SubmitSm) -> None:
+        if self._submits >= self.config.window:
+            self._send(response_for(pdu, Status.ESME_RMSGQFUL))
+            return
+        self._submits += 1
+        t0 = time.perf_counter()
+
+        def reply(status: int, message_id: str) -> None:
+            self._submits -= 1
+            if self.state is State.CLOSED:
+                return  # stored all the same; the ESME will learn its fate from the receipt
+            self._send(response_for(pdu, status, message_id=message_id) if status == 0
+                       else response_for(pdu, status))
+            self.metrics.submit_latency.observe(time.perf_counter() - t0)
+
+        assert self._account is not None  # the state table admits submit_sm only when bound
+        self.gateway.submit(self._account, pdu, self.interface_version, reply)
+
+    def _on_response(self, pdu: Pdu) -> None:
+        entry = self._pending.pop(pdu.sequence_number, None)
+        if entry is None:
+            self.metrics.child(self.metrics.bad_pdus, "unexpected_response").inc()
+            return
+        _, command, answer = entry
+        if command == CommandId.DELIVER_SM:
+            self._deliveries -= 1
+        if command == CommandId.UNBIND:
+            self._close()
+        if answer is not None:
+            answer(pdu.command_status)
+        if command == CommandId.DELIVER_SM and self.state is not State.CLOSED:
+            self.gateway.outbox.window_open(self)
+
+    # -- outgoing requests --------------------------------------------------------------------
+
+    def next_sequence(self) -> int:
+        self._seq = self._seq % 0x7FFFFFFF + 1  # 1..0x7FFFFFFF, never 0
+        return self._seq
+
+    def _request(self, pdu: Pdu, answer: Answer | None) -> None:
+        self._pending[pdu.sequence_number] = (self.clock.seconds(), pdu.command_id, answer)
+        self._send(pdu)
+        if len(self._pending) == 1:
+            self._arm()
+
+    def delivery_capacity(self) -> int:
+        if self.state not in (State.BOUND_RX, State.BOUND_TRX) or self._closing:
+            return 0
+        return self.config.window - self._deliveries
+
+    def send_delivery(self, record: OutboxRecord, answer: Answer) -> None:
+        self._deliveries += 1
+        self._request(deliver_sm_for(record, self.next_sequence(), self.interface_version), answer)
+
+    def unbind(self) -> None:
+        """Server-initiated unbind: wait response_timeout for unbind_resp, then close anyway."""
+        if self.state in _BIND_NAMES and not self._unbind_sent:
+            self._unbind_sent = True
+            self._closing = True
+            self._request(Unbind(sequence_number=self.next_sequence()), None)
+        elif self.state is not State.CLOSED:
+            self._close()
+
+    # -- timers -------------------------------------------------------------------------------
+
+    def _deadline(self) -> float:
+        c = self.config
+        if self.state is State.OPEN:
+            return self._opened + c.session_init_timeout
+        oldest = min((sent for sent, _, _ in self._pending.values()), default=None)
+        if self._unbind_sent:
+            return oldest + c.response_timeout if oldest is not None else self.clock.seconds()
+        at = self._last_rx + c.inactivity_timeout
+        if not self._closing and all(cmd != CommandId.ENQUIRE_LINK for _, cmd, _ in self._pending.values()):
+            at = min(at, self._last_rx + c.enquire_link_interval)
+        if oldest is not None:
+            at = min(at, oldest + c.response_timeout)
+        return at
+
+    def _arm(self) -> None:
+        if self.state is State.CLOSED:
+            return
+        at = self._deadline()
+        if self._timer is not None and self._timer.active():
+            if self._timer_at <= at:
+                return
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self.clock.callLater(max(0.0, at - self.clock.seconds()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now, c = self.clock.seconds(), self.config
+        if self.state is State.OPEN and now >= self._opened + c.session_init_timeout:
+            event(log, "bind_timeout", peer=self.peer)
+            self._close()
+            return
+        link_dead = False
+        for seq in [s for s, (sent, _, _) in self._pending.items() if now >= sent + c.response_timeout]:
+            _, command, answer = self._pending.pop(seq)
+            if command == CommandId.DELIVER_SM:
+                self._deliveries -= 1
+            elif command in (CommandId.ENQUIRE_LINK, CommandId.UNBIND):
+                link_dead = True
+            if answer is not None:
+                answer(TIMEOUT)
+        if link_dead:
+            # Our enquire_link or unbind went unanswered: unbind, and close when that is not
+            # answered either (smpp34.md §1.11, §2.7).
+            event(log, "no_response", logging.WARNING, peer=self.peer, account=self.account)
+            if self._unbind_sent:
+                self._close()
+                return
+            self.unbind()
+        idle = now - self._last_rx
+        if idle >= c.inactivity_timeout and not self._unbind_sent:
+            event(log, "inactive", peer=self.peer, account=self.account, idle=round(idle, 1))
+            self.unbind()
+        elif (
+            self.state in _BIND_NAMES
+            and idle >= c.enquire_link_interval
+            and not self._closing
+            and all(cmd != CommandId.ENQUIRE_LINK for _, cmd, _ in self._pending.values())
+        ):
+            self._request(EnquireLink(sequence_number=self.next_sequence()), None)
+        self._arm()
+
+    # -- output -------------------------------------------------------------------------------
+
+    def _send(self, pdu: Pdu | None) -> None:
+        if pdu is None or self.state is State.CLOSED:
+            return
+        self.transport.write(encode(pdu))
+        self._count("out", pdu.command_id, pdu.command_status)
+
+    def _count(self, direction: str, command_id: int, status: int) -> None:
+        self.metrics.child(self.metrics.pdus, direction, *label_of(command_id, status)).inc()
+
+    def _unbound(self, by: str) -> None:
+        if self.state in _BIND_NAMES:
+            self.gateway.session_gone(self)
+            self.metrics.child(self.metrics.bound_sessions, self.account, _BIND_NAMES[self.state]).dec()
+            event(log, "unbound", peer=self.peer, account=self.account, by=by)
+        self.state = State.UNBOUND
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
