@@ -46,6 +46,7 @@ def make_site(metrics: Metrics, healthy: Callable[[], bool]) -> Site:
     root.putChild(b"metrics", MetricsPage(metrics))
     root.putChild(b"healthz", HealthPage(healthy))
     site = Site(root)
+    site.log = lambda request: None  # no access log line per scrape: metrics count what matters
     site.noisy = False
     site.displayTracebacks = False
     return site
