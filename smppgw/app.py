@@ -37,8 +37,12 @@ class _StoreCollector:
         self.store = store
 
     def collect(self) -> Any:
-        yield CounterMetricFamily("smppgw_store_commits", "Store transactions committed", value=self.store.batches)
-        yield CounterMetricFamily("smppgw_store_writes", "Store writes committed", value=self.store.ops_written)
+        yield CounterMetricFamily(
+            "smppgw_store_commits", "Store transactions committed", value=self.store.batches
+        )
+        yield CounterMetricFamily(
+            "smppgw_store_writes", "Store writes committed", value=self.store.ops_written
+        )
 
 
 class App:
@@ -46,7 +50,9 @@ class App:
         self.config, self.reactor = config, reactor
         self.metrics = Metrics()
         self.store = SqliteStore(
-            config.store.path, reactor.callFromThread, durability=config.store.durability,
+            config.store.path,
+            reactor.callFromThread,
+            durability=config.store.durability,
             max_batch=config.store.max_batch,
         )
         self.metrics.registry.register(_StoreCollector(self.store))
@@ -62,8 +68,13 @@ class App:
         c = self.config
         self.smpp_port = self.reactor.listenTCP(c.server.port, self.factory, interface=c.server.host)
         self.http_port = self.reactor.listenTCP(c.http.port, self.site, interface=c.http.host)
-        event(log, "listening", smpp=f"{c.server.host}:{self.smpp_port.getHost().port}",
-              http=f"{c.http.host}:{self.http_port.getHost().port}", config=c.source)
+        event(
+            log,
+            "listening",
+            smpp=f"{c.server.host}:{self.smpp_port.getHost().port}",
+            http=f"{c.http.host}:{self.http_port.getHost().port}",
+            config=c.source,
+        )
 
     @inlineCallbacks
     def stop(self, grace: float = 5.0) -> Any:

@@ -111,6 +111,12 @@ def cmd_fake_provider(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from smppgw.bench.run import main as bench_main
+
+    return bench_main(args.rest)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="smppgw", description="SMPP 3.4 gateway to HTTP SMS providers")
     p.add_argument("--version", action="version", version=f"smppgw {__version__}")
@@ -121,14 +127,21 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check-config", help="validate a config file; exit 2 naming file, key and expectation")
     c.add_argument("config", help="TOML config file")
     c.set_defaults(func=cmd_check_config)
-    h = sub.add_parser("hash-password", help="print a hash the config accepts in place of a plaintext password")
+    h = sub.add_parser(
+        "hash-password", help="print a hash the config accepts in place of a plaintext password"
+    )
     h.add_argument("--stdin", action="store_true", help="read the password from standard input")
     h.set_defaults(func=cmd_hash_password)
     f = sub.add_parser("fake-provider", help="run a fake HTTP provider on 127.0.0.1 for trying routes")
     f.add_argument("type", help="smsfly, smsclub, smsend, floppysend or smspartner")
     f.add_argument("--port", type=int, default=0)
-    f.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="fake option (repeatable)")
+    f.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="fake option (repeatable)"
+    )
     f.set_defaults(func=cmd_fake_provider)
+    b = sub.add_parser("bench", help="benchmark a gateway (see `smppgw bench -- --help`)", add_help=False)
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    b.set_defaults(func=cmd_bench)
     return p
 
 

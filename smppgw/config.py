@@ -123,7 +123,9 @@ class _Reader:
     def error(self, name: str, expected: str) -> ConfigError:
         return ConfigError(self.source, self.key(name), expected)
 
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any, what: str, secret: bool = False) -> Any:
+    def get(
+        self, name: str, kind: type | tuple[type, ...], default: Any, what: str, secret: bool = False
+    ) -> Any:
         self.used.add(name)
         if name not in self.table:
             return default
@@ -224,7 +226,9 @@ def _port(r: _Reader, name: str, default: int) -> int:
 
 
 def _http(r: _Reader) -> HttpConfig:
-    cfg = HttpConfig(host=r.get("host", str, HttpConfig.host, "a host address"), port=_port(r, "port", HttpConfig.port))
+    cfg = HttpConfig(
+        host=r.get("host", str, HttpConfig.host, "a host address"), port=_port(r, "port", HttpConfig.port)
+    )
     r.finish()
     return cfg
 
@@ -325,7 +329,9 @@ def _providers(source: str, table: dict[str, Any]) -> dict[str, ProviderSettings
             if key in ("type", "url", "timeout"):
                 continue
             options[key] = _interpolate(r, key, value) if isinstance(value, str) else value
-        out[name] = ProviderSettings(name=name, type=ptype, url=url, options=options, source=source, timeout=timeout)
+        out[name] = ProviderSettings(
+            name=name, type=ptype, url=url, options=options, source=source, timeout=timeout
+        )
     return out
 
 
@@ -348,12 +354,16 @@ def _routes(
             raise r.error("providers", "a non-empty list of provider names")
         for n in names:
             if n not in providers:
-                raise r.error("providers", f"names of [providers.*] tables ({', '.join(providers)}), got {n!r}")
+                raise r.error(
+                    "providers", f"names of [providers.*] tables ({', '.join(providers)}), got {n!r}"
+                )
         accts = tuple(r.get("accounts", list, [], "a list of system_ids"))
         for a in accts:
             if a not in accounts:
                 raise r.error("accounts", f"names of [accounts.*] tables, got {a!r}")
-        prefixes = tuple(str(p) for p in r.get("prefixes", list, [], "a list of destination prefixes (digits)"))
+        prefixes = tuple(
+            str(p) for p in r.get("prefixes", list, [], "a list of destination prefixes (digits)")
+        )
         for p in prefixes:
             if not p.isdigit():
                 raise r.error("prefixes", f"digits only, got {p!r}")

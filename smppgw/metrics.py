@@ -17,45 +17,67 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
         self.pdus = Counter(
-            "smppgw_pdus", "SMPP PDUs by direction, command and command_status", ["direction", "command", "status"],
+            "smppgw_pdus",
+            "SMPP PDUs by direction, command and command_status",
+            ["direction", "command", "status"],
             registry=r,
         )
-        self.bad_pdus = Counter("smppgw_bad_pdus", "PDUs refused or not understood, by reason", ["reason"], registry=r)
+        self.bad_pdus = Counter(
+            "smppgw_bad_pdus", "PDUs refused or not understood, by reason", ["reason"], registry=r
+        )
         self.messages = Counter(
-            "smppgw_messages", "Messages by account, provider and state reached", ["account", "provider", "state"],
+            "smppgw_messages",
+            "Messages by account, provider and state reached",
+            ["account", "provider", "state"],
             registry=r,
         )
         self.submit_latency = Histogram(
-            "smppgw_submit_latency_seconds", "submit_sm received to submit_sm_resp written", buckets=LATENCY_BUCKETS,
+            "smppgw_submit_latency_seconds",
+            "submit_sm received to submit_sm_resp written",
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.bound_sessions = Gauge(
-            "smppgw_bound_sessions", "Bound SMPP sessions by account and bind type", ["account", "bind"], registry=r
+            "smppgw_bound_sessions",
+            "Bound SMPP sessions by account and bind type",
+            ["account", "bind"],
+            registry=r,
         )
         self.receipts = Counter(
-            "smppgw_receipts", "deliver_sm receipts answered by the ESME, by account, stat and result",
-            ["account", "stat", "result"], registry=r,
+            "smppgw_receipts",
+            "deliver_sm receipts answered by the ESME, by account, stat and result",
+            ["account", "stat", "result"],
+            registry=r,
         )
         self.outbox_depth = Gauge(
-            "smppgw_receipt_outbox", "deliver_sm waiting for a deliver_sm_resp (queued or in flight)", ["account"],
+            "smppgw_receipt_outbox",
+            "deliver_sm waiting for a deliver_sm_resp (queued or in flight)",
+            ["account"],
             registry=r,
         )
         self.dispatch_queue = Gauge(
             "smppgw_dispatch_queue", "Messages waiting for a provider request", ["provider"], registry=r
         )
         self.provider_requests = Counter(
-            "smppgw_provider_requests", "Provider HTTP calls by provider, call and outcome",
-            ["provider", "call", "outcome"], registry=r,
+            "smppgw_provider_requests",
+            "Provider HTTP calls by provider, call and outcome",
+            ["provider", "call", "outcome"],
+            registry=r,
         )
         self.provider_latency = Histogram(
-            "smppgw_provider_request_seconds", "Provider call duration", ["provider", "call"], registry=r,
+            "smppgw_provider_request_seconds",
+            "Provider call duration",
+            ["provider", "call"],
+            registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
         )
         self.provider_balance = Gauge(
             "smppgw_provider_balance", "Balance the provider reports", ["provider", "currency"], registry=r
         )
         self.store_commits = Counter("smppgw_store_commits", "Store transactions committed", registry=r)
-        self.store_ops = Counter("smppgw_store_ops", "Store writes committed (grouped into commits)", registry=r)
+        self.store_ops = Counter(
+            "smppgw_store_ops", "Store writes committed (grouped into commits)", registry=r
+        )
         self._children: dict[tuple, MetricWrapperBase] = {}
 
     def child(self, metric: MetricWrapperBase, *labels: str) -> MetricWrapperBase:

@@ -183,7 +183,8 @@ class FakeProvider:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> FakeProvider:
-        for target in (self._server.serve_forever, self._webhook_loop):
+        serve = lambda: self._server.serve_forever(poll_interval=0.05)  # noqa: E731 - stops fast
+        for target in (serve, self._webhook_loop):
             t = threading.Thread(target=target, name=f"fake-{self.type}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -193,7 +194,8 @@ class FakeProvider:
         self._stopping = True
         with self._wake:
             self._wake.notify_all()
-        self._server.shutdown()
+        if self._threads:  # shutdown() would wait for ever on a server that never started
+            self._server.shutdown()
         self._server.server_close()
         for t in self._threads:
             t.join(timeout=5)
@@ -206,7 +208,9 @@ class FakeProvider:
 
     # -- test controls ----------------------------------------------------------------------
 
-    def fail_next(self, status: int, count: int = 1, body: Any = b"", headers: dict[str, str] | None = None) -> None:
+    def fail_next(
+        self, status: int, count: int = 1, body: Any = b"", headers: dict[str, str] | None = None
+    ) -> None:
         """The next `count` requests (any route) get this answer instead of the real one."""
         with self._lock:
             self._failures.extend(Reply(status, body, dict(headers or {})) for _ in range(count))
@@ -239,9 +243,17 @@ class FakeProvider:
             self._ids += 1
             return str(self._ids)
 
-    def accept(self, destination: str, text: str, sender: str, provider_id: str | None = None, **extra: Any) -> FakeMessage:
+    def accept(
+        self, destination: str, text: str, sender: str, provider_id: str | None = None, **extra: Any
+    ) -> FakeMessage:
         msg = FakeMessage(
-            provider_id or self.new_id(), destination, text, sender, self.clock.now(), outcome_for(destination), extra
+            provider_id or self.new_id(),
+            destination,
+            text,
+            sender,
+            self.clock.now(),
+            outcome_for(destination),
+            extra,
         )
         with self._lock:
             self.messages[msg.provider_id] = msg
@@ -250,15 +262,23 @@ class FakeProvider:
     def is_final(self, msg: FakeMessage) -> bool:
         return msg.is_final_at(self.clock.now(), self.delay)
 
-    def emit_webhook(self, url: str, body: bytes | str | dict, content_type: str = "application/json",
-                     headers: dict[str, str] | None = None, delay: float = 0.0) -> None:
+    def emit_webhook(
+        self,
+        url: str,
+        body: bytes | str | dict,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+        delay: float = 0.0,
+    ) -> None:
         """Queue a POST to `url`, retried on non-2xx per webhook_retry_delays."""
         if isinstance(body, dict):
             body = json.dumps(body, ensure_ascii=False).encode()
         elif isinstance(body, str):
             body = body.encode()
         with self._wake:
-            self._webhooks.append(_Webhook(url, body, content_type, dict(headers or {}), self.clock.now() + delay))
+            self._webhooks.append(
+                _Webhook(url, body, content_type, dict(headers or {}), self.clock.now() + delay)
+            )
             self._wake.notify_all()
 
     def on_tick(self, now: float) -> None:
@@ -293,8 +313,9 @@ class FakeProvider:
 
     @staticmethod
     def _post(w: _Webhook) -> int:
-        req = urllib.request.Request(w.url, data=w.body, method="POST",
-                                     headers={"Content-Type": w.content_type, **w.headers})
+        req = urllib.request.Request(
+            w.url, data=w.body, method="POST", headers={"Content-Type": w.content_type, **w.headers}
+        )
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:
                 return resp.status
@@ -337,8 +358,13 @@ class FakeProvider:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
                 parts = urlsplit(self.path)
-                rec = Recorded(self.command, parts.path, parse_qs(parts.query, keep_blank_values=True),
-                               {k.lower(): v for k, v in self.headers.items()}, body)
+                rec = Recorded(
+                    self.command,
+                    parts.path,
+                    parse_qs(parts.query, keep_blank_values=True),
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                )
                 try:
                     reply = fake._dispatch(rec)
                 except Exception as e:  # a fake's bug shows as a 500 with the reason

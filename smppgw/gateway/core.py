@@ -42,7 +42,16 @@ from smppgw.smpp.constants import Status
 from smppgw.smpp.pdu import SubmitSm
 from smppgw.smpp.receipt import STAT_BY_STATE
 from smppgw.smpp.text import is_gsm
-from smppgw.store.base import QUEUED, AddOutbox, InsertMessage, MessageRecord, Op, OutboxRecord, Store, UpdateMessage
+from smppgw.store.base import (
+    QUEUED,
+    AddOutbox,
+    InsertMessage,
+    MessageRecord,
+    Op,
+    OutboxRecord,
+    Store,
+    UpdateMessage,
+)
 
 log = logging.getLogger("smppgw.gateway")
 
@@ -53,9 +62,20 @@ EARLY_REPORT_TTL = 120.0
 
 class Gateway:
     def __init__(
-        self, config: Config, store: Store, providers: dict[str, Provider], metrics: Metrics, clock: IReactorTime
+        self,
+        config: Config,
+        store: Store,
+        providers: dict[str, Provider],
+        metrics: Metrics,
+        clock: IReactorTime,
     ) -> None:
-        self.config, self.store, self.providers, self.metrics, self.clock = config, store, providers, metrics, clock
+        self.config, self.store, self.providers, self.metrics, self.clock = (
+            config,
+            store,
+            providers,
+            metrics,
+            clock,
+        )
         self.accounts = config.accounts
         self.passwords = PasswordChecker()
         self.router = Router(config.routes)
@@ -64,13 +84,21 @@ class Gateway:
             providers, config.dispatch, clock, metrics, self._on_sent, self._outbound, self._next_provider
         )
         self.tracker = Tracker(
-            providers, clock, metrics, config.dispatch.status_horizon, self.live_message, self._live_list,
-            self.on_report, self._on_horizon,
+            providers,
+            clock,
+            metrics,
+            config.dispatch.status_horizon,
+            self.live_message,
+            self._live_list,
+            self.on_report,
+            self._on_horizon,
         )
         self.ids = IdIssuer(1)
         self.live: dict[str, MessageRecord] = {}  # unfinished messages by our id
         self.by_provider_id: dict[tuple[str, str], MessageRecord] = {}
-        self._early: dict[tuple[str, str], tuple[float, StatusReport]] = {}  # reports that beat their send answer
+        self._early: dict[
+            tuple[str, str], tuple[float, StatusReport]
+        ] = {}  # reports that beat their send answer
         self.sessions: dict[str, list[object]] = {}
         self._messages_child: dict[tuple[str, str, str], object] = {}
         self.started = False
@@ -88,8 +116,13 @@ class Gateway:
             self._resume(record)
         self.tracker.start()
         self.started = True
-        event(log, "gateway_started", resumed=len(snap.unfinished), receipts_waiting=len(snap.outbox),
-              next_id=snap.next_id)
+        event(
+            log,
+            "gateway_started",
+            resumed=len(snap.unfinished),
+            receipts_waiting=len(snap.outbox),
+            next_id=snap.next_id,
+        )
 
     def _resume(self, record: MessageRecord) -> None:
         self.live[record.id] = record
@@ -157,13 +190,23 @@ class Gateway:
         else:
             message_id = self.ids.issue(account.message_id_format, account.message_id_length)
         record = MessageRecord(
-            id=message_id, account=account.system_id,
-            source=pdu.source_addr, source_ton=pdu.source_addr_ton, source_npi=pdu.source_addr_npi,
-            destination=fields.destination, dest_ton=pdu.dest_addr_ton, dest_npi=pdu.dest_addr_npi,
-            text=fields.text, data_coding=pdu.data_coding, esm_class=pdu.esm_class,
-            registered_delivery=pdu.registered_delivery, submitted_at=now, provider=providers[0],
+            id=message_id,
+            account=account.system_id,
+            source=pdu.source_addr,
+            source_ton=pdu.source_addr_ton,
+            source_npi=pdu.source_addr_npi,
+            destination=fields.destination,
+            dest_ton=pdu.dest_addr_ton,
+            dest_npi=pdu.dest_addr_npi,
+            text=fields.text,
+            data_coding=pdu.data_coding,
+            esm_class=pdu.esm_class,
+            registered_delivery=pdu.registered_delivery,
+            submitted_at=now,
+            provider=providers[0],
             user_message_reference=fields.user_message_reference,
-            schedule_at=fields.schedule_at, valid_until=fields.valid_until,
+            schedule_at=fields.schedule_at,
+            valid_until=fields.valid_until,
         )
 
         def committed(error: BaseException | None) -> None:
@@ -218,13 +261,26 @@ class Gateway:
             return
         if result.error is not None:
             state = UNDELIVERABLE if result.error.retryable else REJECTED
-            event(log, "message_failed", account=record.account, message_id=record.id, provider=record.provider,
-                  detail=result.error.detail, status=hex(result.error.command_status))
+            event(
+                log,
+                "message_failed",
+                account=record.account,
+                message_id=record.id,
+                provider=record.provider,
+                detail=result.error.detail,
+                status=hex(result.error.command_status),
+            )
             self._finalize(record, state, result.error.err)
             return
         record.provider_id = result.provider_id or ""
+        if result.state >= 2:
+            # the send answer is already final (e.g. a duplicate the provider had accepted before,
+            # with nothing left to poll)
+            self._finalize(record, result.state, "000")
+            return
         key = (record.provider, record.provider_id)
-        self.by_provider_id[key] = record
+        if record.provider_id:
+            self.by_provider_id[key] = record
         record.state = ENROUTE
         ops: list[Op] = [UpdateMessage(record)]
         receipt = None

@@ -89,17 +89,29 @@ class Dispatcher:
             outcome = "ok"
         except ProviderError as e:
             results = [SendResult(r.id, error=e) for r in batch]
-            outcome = "retryable" if e.retryable else ("misconfigured" if type(e).__name__ == "Misconfigured"
-                                                       else "refused")
-            event(log, "provider_send_failed", logging.ERROR if outcome == "misconfigured" else logging.WARNING,
-                  provider=provider.name, messages=len(batch), outcome=outcome, detail=e.detail)
+            outcome = (
+                "retryable"
+                if e.retryable
+                else ("misconfigured" if type(e).__name__ == "Misconfigured" else "refused")
+            )
+            event(
+                log,
+                "provider_send_failed",
+                logging.ERROR if outcome == "misconfigured" else logging.WARNING,
+                provider=provider.name,
+                messages=len(batch),
+                outcome=outcome,
+                detail=e.detail,
+            )
         except Exception as e:  # an adapter bug: retry like a transport error, and say so loudly
             log.exception("event=provider_send_crashed provider=%s", provider.name)
             results = [SendResult(r.id, error=Retryable(f"adapter error {type(e).__name__}")) for r in batch]
             outcome = "error"
         finally:
             lane.in_flight -= 1
-        self.metrics.child(self.metrics.provider_latency, provider.name, "send").observe(time.perf_counter() - t0)
+        self.metrics.child(self.metrics.provider_latency, provider.name, "send").observe(
+            time.perf_counter() - t0
+        )
         self.metrics.child(self.metrics.provider_requests, provider.name, "send", outcome).inc()
         by_id = {res.message_id: res for res in results}
         for record in batch:

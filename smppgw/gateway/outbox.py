@@ -137,8 +137,14 @@ class Outbox:
             if status == 0:
                 self._done(record, "delivered")
             elif status in PERMANENT:
-                event(log, "receipt_refused", logging.WARNING, account=a.name, message_id=record.message_id,
-                      status=hex(status))
+                event(
+                    log,
+                    "receipt_refused",
+                    logging.WARNING,
+                    account=a.name,
+                    message_id=record.message_id,
+                    status=hex(status),
+                )
                 self._done(record, "refused")
             elif status == LOST:
                 a.queue.appendleft((record, attempts))
@@ -153,9 +159,18 @@ class Outbox:
     def _retry(self, a: _Account, record: OutboxRecord, attempts: int, status: int) -> None:
         delay = min(self.config.retry_initial * (2 ** (attempts - 1)), self.config.retry_max)
         reason = "timeout" if status == TIMEOUT else hex(status)
-        event(log, "receipt_retry", account=a.name, message_id=record.message_id, reason=reason,
-              attempt=attempts, delay=delay)
-        self.metrics.child(self.metrics.receipts, a.name, STAT_BY_STATE.get(record.state, "MO"), "retry").inc()
+        event(
+            log,
+            "receipt_retry",
+            account=a.name,
+            message_id=record.message_id,
+            reason=reason,
+            attempt=attempts,
+            delay=delay,
+        )
+        self.metrics.child(
+            self.metrics.receipts, a.name, STAT_BY_STATE.get(record.state, "MO"), "retry"
+        ).inc()
 
         def again() -> None:
             a.retry_timers.pop(record.key, None)
@@ -165,16 +180,26 @@ class Outbox:
         a.retry_timers[record.key] = self.clock.callLater(delay, again)
 
     def _done(self, record: OutboxRecord, result: str) -> None:
-        self.metrics.child(self.metrics.receipts, record.account, STAT_BY_STATE.get(record.state, "MO"), result).inc()
+        self.metrics.child(
+            self.metrics.receipts, record.account, STAT_BY_STATE.get(record.state, "MO"), result
+        ).inc()
         self.store.write([RemoveOutbox(record.key)], _log_failure(record))
 
     def _drop(self, record: OutboxRecord, why: str) -> None:
-        event(log, "receipt_dropped", logging.WARNING, account=record.account, message_id=record.message_id,
-              reason=why)
+        event(
+            log,
+            "receipt_dropped",
+            logging.WARNING,
+            account=record.account,
+            message_id=record.message_id,
+            reason=why,
+        )
         self._done(record, why)
 
     def _gauge(self, a: _Account) -> None:
-        self.metrics.child(self.metrics.outbox_depth, a.name).set(len(a.queue) + a.in_flight + len(a.retry_timers))
+        self.metrics.child(self.metrics.outbox_depth, a.name).set(
+            len(a.queue) + a.in_flight + len(a.retry_timers)
+        )
 
     # -- age limit ----------------------------------------------------------------------------
 

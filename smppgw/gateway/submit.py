@@ -27,7 +27,9 @@ class Prepared:
     valid_until: float | None
 
 
-def prepare(pdu: SubmitSm, interface_version: int, now: float, dc0: str = "gsm", dc1: str = "ascii") -> Prepared:
+def prepare(
+    pdu: SubmitSm, interface_version: int, now: float, dc0: str = "gsm", dc1: str = "ascii"
+) -> Prepared:
     dest = pdu.destination_addr[1:] if pdu.destination_addr.startswith("+") else pdu.destination_addr
     if not dest.isdigit() or not 3 <= len(dest) <= 20:
         raise Refused(Status.ESME_RINVDSTADR, "destination must be 3 to 20 digits")

@@ -42,7 +42,12 @@ class Tracker:
         on_horizon: Callable[[MessageRecord], None],
     ) -> None:
         self.providers, self.clock, self.metrics, self.horizon = providers, clock, metrics, horizon
-        self.lookup, self.unfinished, self.on_report, self.on_horizon = lookup, unfinished, on_report, on_horizon
+        self.lookup, self.unfinished, self.on_report, self.on_horizon = (
+            lookup,
+            unfinished,
+            on_report,
+            on_horizon,
+        )
         self._heap: list[tuple[float, str, float]] = []  # (due, message id, gap used)
         self._tick: IDelayedCall | None = None
         self._sweep: IDelayedCall | None = None
@@ -81,7 +86,7 @@ class Tracker:
         for name, items in due.items():
             size = self.providers[name].limits.poll_batch_size
             for i in range(0, len(items), size):
-                start(self._poll(name, items[i:i + size]))
+                start(self._poll(name, items[i : i + size]))
         self._tick = self.clock.callLater(TICK, self.poll_due) if self._heap else None
 
     async def _poll(self, name: str, items: list[tuple[MessageRecord, float]]) -> None:

@@ -81,9 +81,18 @@ class ProviderError(Exception):
 
 
 class Retryable(ProviderError):
-    """Timeouts, connection errors, 5xx, 429 (with its Retry-After): the gateway retries later."""
+    """Timeouts, connection errors, 5xx, 429 (with its Retry-After): the gateway retries later.
+
+    `maybe_sent` is True when the request may have reached the provider and been acted on
+    (read timeout, connection reset, 5xx): an adapter with a way to check (a client
+    reference, a duplicate window) should check before sending again.
+    """
 
     retryable = True
+
+    def __init__(self, detail: str, *, maybe_sent: bool = False, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.maybe_sent = maybe_sent
 
 
 class Permanent(ProviderError):
@@ -236,16 +245,24 @@ class ProviderSettings:
     source: str = "<config>"  # the config file's path, for errors
     timeout: float = 10.0  # seconds per HTTP request
 
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, secret: bool = False) -> Any:
+    def get(
+        self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, secret: bool = False
+    ) -> Any:
         from smppgw.config import ConfigError
 
         where = f"providers.{self.name}.{key}"
         if key not in self.options:
             if default is ...:
-                raise ConfigError(self.source, where, f"a {_kind_name(kind)} (required for type {self.type!r})")
+                raise ConfigError(
+                    self.source, where, f"a {_kind_name(kind)} (required for type {self.type!r})"
+                )
             return default
         value = self.options[key]
-        if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else ()):
+        if (
+            isinstance(value, bool)
+            and kind is not bool
+            and bool not in (kind if isinstance(kind, tuple) else ())
+        ):
             raise ConfigError(self.source, where, f"a {_kind_name(kind)}, got a boolean")
         if not isinstance(value, kind):
             shown = "<hidden>" if secret else repr(value)

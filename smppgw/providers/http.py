@@ -35,10 +35,13 @@ async def request(client: httpx.AsyncClient, method: str, url: str, **kwargs: An
     """Send one request; transport failures become Retryable. The status is not checked here."""
     try:
         return await client.request(method, url, **kwargs)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
+        # never reached the provider: safe to send again
+        raise Retryable(f"{method} {url}: cannot connect ({type(e).__name__})") from None
     except httpx.TimeoutException as e:
-        raise Retryable(f"{method} {url}: timeout ({type(e).__name__})") from None
+        raise Retryable(f"{method} {url}: timeout ({type(e).__name__})", maybe_sent=True) from None
     except httpx.TransportError as e:
-        raise Retryable(f"{method} {url}: connection error ({type(e).__name__})") from None
+        raise Retryable(f"{method} {url}: connection error ({type(e).__name__})", maybe_sent=True) from None
 
 
 def classify_status(response: httpx.Response) -> None:
@@ -59,4 +62,4 @@ def classify_status(response: httpx.Response) -> None:
             http_status=code,
         )
     if code >= 500:
-        raise Retryable(what, command_status=ESME_RSYSERR, http_status=code)
+        raise Retryable(what, command_status=ESME_RSYSERR, http_status=code, maybe_sent=True)

@@ -67,16 +67,22 @@ class Simulator:
             for k, v in table.items():
                 word = v if key == "suffixes" else k
                 if word not in STATES:
-                    raise ConfigError(settings.source, f"providers.{self.name}.{key}",
-                                      f"stat words among {', '.join(STATES)}, got {word!r}")
+                    raise ConfigError(
+                        settings.source,
+                        f"providers.{self.name}.{key}",
+                        f"stat words among {', '.join(STATES)}, got {word!r}",
+                    )
         for k, w in outcomes.items():
             if not isinstance(w, int | float) or isinstance(w, bool) or w < 0:
-                raise ConfigError(settings.source, f"providers.{self.name}.outcomes.{k}",
-                                  f"a weight >= 0, got {w!r}")
+                raise ConfigError(
+                    settings.source, f"providers.{self.name}.outcomes.{k}", f"a weight >= 0, got {w!r}"
+                )
         if not sum(outcomes.values()):
             raise ConfigError(settings.source, f"providers.{self.name}.outcomes", "at least one weight > 0")
         if self.delay < 0:
-            raise ConfigError(settings.source, f"providers.{self.name}.delay", f"seconds >= 0, got {self.delay}")
+            raise ConfigError(
+                settings.source, f"providers.{self.name}.delay", f"seconds >= 0, got {self.delay}"
+            )
         self._words = list(outcomes)
         self._weights = [float(outcomes[w]) for w in self._words]
         self._suffixes = sorted(suffixes.items(), key=lambda kv: -len(kv[0]))
@@ -100,8 +106,14 @@ class Simulator:
         for sms in batch:
             word = self.outcome(sms.message_id, sms.destination)
             pid = f"{sms.message_id}.{int(now * 1000)}.{word}"
-            out.append(SendResult(sms.message_id, provider_id=pid, state=ENROUTE if self.enroute else 0,
-                                  provider_status="ACCEPTED"))
+            out.append(
+                SendResult(
+                    sms.message_id,
+                    provider_id=pid,
+                    state=ENROUTE if self.enroute else 0,
+                    provider_status="ACCEPTED",
+                )
+            )
             if self.report_sink is not None:
                 self.clock.callLater(self.delay, self._report, pid)
         self.sent += len(batch)

@@ -157,8 +157,14 @@ class SmppSession(Protocol):
         system_id: str = pdu.system_id  # type: ignore[attr-defined]
         result = self.gateway.authenticate(system_id, pdu.password)  # type: ignore[attr-defined]
         if isinstance(result, int):
-            event(log, "bind_refused", logging.WARNING, peer=self.peer, system_id=system_id,
-                  status=Status(result).name)
+            event(
+                log,
+                "bind_refused",
+                logging.WARNING,
+                peer=self.peer,
+                system_id=system_id,
+                status=Status(result).name,
+            )
             self._send(response_for(pdu, result))
             return
         self.interface_version = pdu.interface_version  # type: ignore[attr-defined]
@@ -167,8 +173,14 @@ class SmppSession(Protocol):
         self.account, self._account = system_id, result
         self._send(response_for(pdu, 0, system_id=SYSTEM_ID, tlvs=tlvs))
         self.metrics.child(self.metrics.bound_sessions, system_id, _BIND_NAMES[self.state]).inc()
-        event(log, "bound", peer=self.peer, account=system_id, bind=_BIND_NAMES[self.state],
-              interface_version=hex(self.interface_version))
+        event(
+            log,
+            "bound",
+            peer=self.peer,
+            account=system_id,
+            bind=_BIND_NAMES[self.state],
+            interface_version=hex(self.interface_version),
+        )
         self.gateway.session_bound(self, receives_deliveries(self.state))
 
     def _on_submit(self, pdu: SubmitSm) -> None:
@@ -182,8 +194,9 @@ class SmppSession(Protocol):
             self._submits -= 1
             if self.state is State.CLOSED:
                 return  # stored all the same; the ESME will learn its fate from the receipt
-            self._send(response_for(pdu, status, message_id=message_id) if status == 0
-                       else response_for(pdu, status))
+            self._send(
+                response_for(pdu, status, message_id=message_id) if status == 0 else response_for(pdu, status)
+            )
             self.metrics.submit_latency.observe(time.perf_counter() - t0)
 
         assert self._account is not None  # the state table admits submit_sm only when bound
@@ -319,4 +332,3 @@ class SmppSession(Protocol):
     def _close(self) -> None:
         if self.transport is not None:
             self.transport.loseConnection()
-

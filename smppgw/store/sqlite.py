@@ -76,7 +76,9 @@ _INSERT_OUT = (
     f"INSERT OR IGNORE INTO outbox ({', '.join(_OUT_COLS)}) VALUES ({', '.join('?' * len(_OUT_COLS))})"
 )
 _DELETE_OUT = "DELETE FROM outbox WHERE key=?"
-_HIGH_ID = "INSERT INTO meta(key, value) VALUES('high_id', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"
+_HIGH_ID = (
+    "INSERT INTO meta(key, value) VALUES('high_id', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"
+)
 
 _STOP = object()
 
@@ -116,10 +118,13 @@ class SqliteStore:
         conn.row_factory = None
         unfinished = [
             MessageRecord(*row)
-            for row in conn.execute(f"SELECT {', '.join(_MSG_COLS)} FROM messages WHERE state < 2 ORDER BY rowid")
+            for row in conn.execute(
+                f"SELECT {', '.join(_MSG_COLS)} FROM messages WHERE state < 2 ORDER BY rowid"
+            )
         ]
         outbox = [
-            OutboxRecord(*row) for row in conn.execute(f"SELECT {', '.join(_OUT_COLS)} FROM outbox ORDER BY rowid")
+            OutboxRecord(*row)
+            for row in conn.execute(f"SELECT {', '.join(_OUT_COLS)} FROM outbox ORDER BY rowid")
         ]
         row = conn.execute("SELECT value FROM meta WHERE key='high_id'").fetchone()
         next_id = int(row[0]) + 1 if row else 1
@@ -197,7 +202,9 @@ class SqliteStore:
                     pass
         results: list[tuple[Callable[..., Any], Any]] = [(done, error) for _ops, done, _h in writes]
         for _tag, message_id, done in reads:
-            row = conn.execute(f"SELECT {', '.join(_MSG_COLS)} FROM messages WHERE id=?", (message_id,)).fetchone()
+            row = conn.execute(
+                f"SELECT {', '.join(_MSG_COLS)} FROM messages WHERE id=?", (message_id,)
+            ).fetchone()
             results.append((done, MessageRecord(*row) if row else None))
         self._call_in_loop(_run_callbacks, results)
 

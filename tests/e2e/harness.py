@@ -4,7 +4,6 @@ run in threads (smpplib is blocking; the reactor must keep running while they wa
 from __future__ import annotations
 
 import re
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,14 +17,20 @@ from smppgw.app import App
 from smppgw.config import parse
 
 RECEIPT_RE = re.compile(
-    rb"^id:(\S+) sub:(\d{3}) dlvrd:(\d{3}) submit date:(\d{10}) done date:(\d{10}) stat:(\w+) err:(\w{3}) text:"
+    rb"^id:(\S+) sub:(\d{3}) dlvrd:(\d{3}) submit date:(\d{10}) done date:(\d{10})"
+    rb" stat:(\w+) err:(\w{3}) text:"
 )
 
 
 def gateway_config(tmp_path, **overrides: Any) -> dict:
-    sim = {"type": "simulator", "delay": 0.0, "enroute": True, "seed": 1,
-           "outcomes": {"DELIVRD": 1},
-           "suffixes": {"0002": "UNDELIV", "0006": "EXPIRED", "0007": "REJECTD"}}
+    sim = {
+        "type": "simulator",
+        "delay": 0.0,
+        "enroute": True,
+        "seed": 1,
+        "outcomes": {"DELIVRD": 1},
+        "suffixes": {"0002": "UNDELIV", "0006": "EXPIRED", "0007": "REJECTD"},
+    }
     sim.update(overrides.pop("simulator", {}))
     data = {
         "server": {"host": "127.0.0.1", "port": 0, **overrides.pop("server", {})},
@@ -79,9 +84,14 @@ class Esme:
 
     def submit(self, dest: str = "380501234567", text: bytes = b"hello", rd: int = 1, **kw: Any) -> Any:
         return self.client.send_message(
-            source_addr_ton=smpplib.consts.SMPP_TON_ALNUM, source_addr="TEST",
-            dest_addr_ton=smpplib.consts.SMPP_TON_INTL, destination_addr=dest,
-            short_message=text, data_coding=kw.pop("data_coding", 0), registered_delivery=rd, **kw,
+            source_addr_ton=smpplib.consts.SMPP_TON_ALNUM,
+            source_addr="TEST",
+            dest_addr_ton=smpplib.consts.SMPP_TON_INTL,
+            destination_addr=dest,
+            short_message=text,
+            data_coding=kw.pop("data_coding", 0),
+            registered_delivery=rd,
+            **kw,
         )
 
     def pump(self, until, timeout: float = 10.0) -> bool:
@@ -94,7 +104,7 @@ class Esme:
             self.client._socket.settimeout(min(left, 0.5))
             try:
                 self.client.read_once(auto_send_enquire_link=False)
-            except socket.timeout:
+            except TimeoutError:
                 continue
         return True
 
@@ -126,5 +136,9 @@ def connect(port: int, kind: str = "transceiver", system_id: str = "demo", passw
 def receipt_fields(pdu: Any) -> dict:
     m = RECEIPT_RE.match(pdu.short_message)
     assert m, pdu.short_message
-    return {"id": m.group(1).decode(), "stat": m.group(6).decode(), "err": m.group(7).decode(),
-            "dlvrd": m.group(3).decode()}
+    return {
+        "id": m.group(1).decode(),
+        "stat": m.group(6).decode(),
+        "err": m.group(7).decode(),
+        "dlvrd": m.group(3).decode(),
+    }

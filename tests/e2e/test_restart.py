@@ -35,7 +35,7 @@ port = {smpp}
 [http]
 port = {http}
 [store]
-path = "{tmp_path / 'gw.db'}"
+path = "{tmp_path / "gw.db"}"
 [log]
 level = "warning"
 [accounts.demo]
@@ -49,8 +49,13 @@ outcomes = {{ DELIVRD = 3, UNDELIV = 1 }}
 
 
 def start(config: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "smppgw", "serve", "--config", str(config)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "smppgw", "serve", "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     end = time.monotonic() + 20
     while time.monotonic() < end:
         try:
@@ -58,7 +63,7 @@ def start(config: Path, port: int) -> subprocess.Popen:
             return proc
         except OSError:
             if proc.poll() is not None:
-                raise AssertionError(proc.stderr.read().decode())
+                raise AssertionError(proc.stderr.read().decode()) from None
             time.sleep(0.05)  # waiting for a process to listen, not for a timer
     proc.kill()
     raise AssertionError("gateway did not listen within 20 s")
@@ -66,8 +71,11 @@ def start(config: Path, port: int) -> subprocess.Popen:
 
 def final_count(http: int) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=5).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("smppgw_messages_total") and 'state="DELIVRD"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("smppgw_messages_total") and 'state="DELIVRD"' in line
+    )
 
 
 def wait_for_final_states(http: int) -> None:

@@ -50,7 +50,11 @@ def test_minimal_config_gets_defaults_and_a_default_route(tmp_path):
         (MINIMAL.replace('type = "simulator"', 'type = "carrier-pigeon"'), "providers.sim.type", "one of"),
         (MINIMAL + "[[routes]]\nproviders = ['nope']\n", "routes[0].providers", "got 'nope'"),
         (MINIMAL + "[[routes]]\nproviders = ['sim']\nprefixes = ['38a']\n", "routes[0].prefixes", "digits"),
-        ("[accounts.demo]\nmax_binds=1\n[providers.sim]\ntype='simulator'\n", "accounts.demo.password", "password"),
+        (
+            "[accounts.demo]\nmax_binds=1\n[providers.sim]\ntype='simulator'\n",
+            "accounts.demo.password",
+            "password",
+        ),
         (MINIMAL.replace('"demo"', '"muchtoolongpassword"'), "accounts.demo.password", "1 to 8"),
         ("x = = 1", "(syntax)", "valid TOML"),
     ],
@@ -82,8 +86,14 @@ def test_wrong_type_of_secret_is_reported_without_its_value(tmp_path):
 
 
 def run_cli(*args, stdin=None):
-    return subprocess.run([sys.executable, "-m", "smppgw", *args], input=stdin, capture_output=True, text=True,
-                          cwd=ROOT, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "smppgw", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
 
 
 def test_check_config_exits_2_and_names_file_and_key(tmp_path):

@@ -11,7 +11,7 @@ import pytest_twisted
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from smppgw.config import ServerConfig, parse
+from smppgw.config import parse
 from smppgw.gateway.core import Gateway
 from smppgw.metrics import Metrics
 from smppgw.providers.simulator import Simulator
@@ -35,12 +35,21 @@ from tests.aio import aio
 class Harness:
     def __init__(self, tmp_path, **server):
         self.clock = Clock()
-        self.config = parse({
-            "accounts": {"demo": {"password": "demo"}},
-            "providers": {"sim": {"type": "simulator", "delay": 1.0}},
-            "server": {"enquire_link_interval": 60, "inactivity_timeout": 300, "response_timeout": 30,
-                       "session_init_timeout": 20, "window": 3, **server},
-        }, "t.toml")
+        self.config = parse(
+            {
+                "accounts": {"demo": {"password": "demo"}},
+                "providers": {"sim": {"type": "simulator", "delay": 1.0}},
+                "server": {
+                    "enquire_link_interval": 60,
+                    "inactivity_timeout": 300,
+                    "response_timeout": 30,
+                    "session_init_timeout": 20,
+                    "window": 3,
+                    **server,
+                },
+            },
+            "t.toml",
+        )
         self.calls = []
         self.store = SqliteStore(tmp_path / "gw.db", self._later)
         self.metrics = Metrics()
@@ -75,7 +84,9 @@ class Harness:
         return [decode(f) for f in self.framer.feed(data)]
 
     def bind(self):
-        self.send(BindTransceiver(sequence_number=1, system_id="demo", password="demo", interface_version=0x34))
+        self.send(
+            BindTransceiver(sequence_number=1, system_id="demo", password="demo", interface_version=0x34)
+        )
         (resp,) = self.received()
         assert resp.command_status == 0
         return resp
@@ -92,8 +103,13 @@ def h(tmp_path):
 
 
 def submit(seq, dest="380501234567"):
-    return SubmitSm(sequence_number=seq, source_addr="TEST", destination_addr=dest, short_message=b"hi",
-                    registered_delivery=1)
+    return SubmitSm(
+        sequence_number=seq,
+        source_addr="TEST",
+        destination_addr=dest,
+        short_message=b"hi",
+        registered_delivery=1,
+    )
 
 
 def test_bind_resp_carries_system_id_and_interface_version(h):
@@ -207,7 +223,9 @@ def test_sequence_numbers_wrap_to_one(h):
 def test_command_length_over_the_cap_gets_generic_nack_and_close(tmp_path):
     hh = Harness(tmp_path, max_pdu_length=1024)
     try:
-        hh.proto.dataReceived((5000).to_bytes(4, "big") + (4).to_bytes(4, "big") + bytes(4) + (3).to_bytes(4, "big"))
+        hh.proto.dataReceived(
+            (5000).to_bytes(4, "big") + (4).to_bytes(4, "big") + bytes(4) + (3).to_bytes(4, "big")
+        )
         (nack,) = hh.received()
         assert nack.command_id == CommandId.GENERIC_NACK
         assert nack.command_status == Status.ESME_RINVCMDLEN

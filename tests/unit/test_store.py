@@ -2,23 +2,52 @@
 
 import threading
 
-from smppgw.store.base import AddOutbox, InsertMessage, MessageRecord, OutboxRecord, RemoveOutbox, UpdateMessage
+from smppgw.store.base import (
+    AddOutbox,
+    InsertMessage,
+    MessageRecord,
+    OutboxRecord,
+    RemoveOutbox,
+    UpdateMessage,
+)
 from smppgw.store.sqlite import SqliteStore
 
 
 def record(i, state=0):
     return MessageRecord(
-        id=f"{i:010d}", account="demo", source="SRC", source_ton=5, source_npi=0, destination="380501234567",
-        dest_ton=1, dest_npi=1, text=f"hello {i}", data_coding=0, esm_class=0, registered_delivery=1,
-        submitted_at=1000.0 + i, state=state,
+        id=f"{i:010d}",
+        account="demo",
+        source="SRC",
+        source_ton=5,
+        source_npi=0,
+        destination="380501234567",
+        dest_ton=1,
+        dest_npi=1,
+        text=f"hello {i}",
+        data_coding=0,
+        esm_class=0,
+        registered_delivery=1,
+        submitted_at=1000.0 + i,
+        state=state,
     )
 
 
 def outbox(i):
     return OutboxRecord(
-        key=f"{i:010d}/2", account="demo", message_id=f"{i:010d}", state=2, source_addr="380501234567",
-        source_ton=1, source_npi=1, dest_addr="SRC", dest_ton=5, dest_npi=0, esm_class=4, data_coding=0,
-        short_message=b"id:x", created_at=1.0,
+        key=f"{i:010d}/2",
+        account="demo",
+        message_id=f"{i:010d}",
+        state=2,
+        source_addr="380501234567",
+        source_ton=1,
+        source_npi=1,
+        dest_addr="SRC",
+        dest_ton=5,
+        dest_npi=0,
+        esm_class=4,
+        data_coding=0,
+        short_message=b"id:x",
+        created_at=1.0,
     )
 
 
@@ -59,8 +88,9 @@ def test_writes_commit_and_reopen_gives_unfinished_outbox_and_next_id(tmp_db):
     final.state, final.provider, final.provider_id, final.done_at = 2, "sim", "p1", 2000.0
     enroute = msgs[1]
     enroute.state, enroute.provider_id = 1, "p2"
-    assert write_all(s, [([UpdateMessage(final), AddOutbox(outbox(1))], 0), ([UpdateMessage(enroute)], 0)]) == [
-        None, None]
+    assert write_all(
+        s, [([UpdateMessage(final), AddOutbox(outbox(1))], 0), ([UpdateMessage(enroute)], 0)]
+    ) == [None, None]
     s.close()
 
     again = SqliteStore(tmp_db, Inline())

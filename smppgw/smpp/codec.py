@@ -1,0 +1,331 @@
+"""Bytes <-> PDUs: the SMPP 3.4 wire format, its decode errors and stream framing.
+
+`decode(frame)` turns one whole PDU into a pdu.py value or raises PduError carrying the
+command_status to answer with (smpp34.md §1.2-§1.3); `error_response(err)` builds that answer.
+`encode(pdu)` is strict: it refuses to write what `decode` would reject. `Framer` cuts a TCP
+byte stream into whole PDUs. Nothing here does I/O.
+
+Each PDU body is described once, as a tuple of field codecs in wire order (`_wire.LAYOUTS`),
+which drives both directions. submit_sm / deliver_sm, the hot path, go through `_decode_sm` /
+`_encode_sm`, which read the same layout as straight-line code.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import Any
+
+from . import pdu as p
+from ._wire import (
+    BODYLESS_ON_ERROR,
+    GETTERS,
+    LAYOUTS,
+    MESSAGE_ID,
+    SCHEDULE,
+    VALIDITY,
+    WITH_PAYLOAD,
+    WITH_TLVS,
+    Malformed,
+    cstr,
+    decode_tlvs,
+    encode_cstr,
+    encode_tlvs,
+    time_field,
+)
+from .constants import MAX_SHORT_MESSAGE, RESP, CommandId, Status, Tag
+
+HEADER = struct.Struct(">IIII")
+_HEADER_LEN = HEADER.size
+_LENGTH = struct.Struct(">I")
+
+
+class PduError(Exception):
+    """A PDU that cannot be decoded; `command_status` is the status to answer with."""
+
+    def __init__(self, command_status: int, message: str, *, command_id: int = 0, sequence_number: int = 0):
+        super().__init__(message)
+        self.message = message
+        self.command_status = command_status
+        self.command_id = command_id
+        self.sequence_number = sequence_number
+
+    def __str__(self) -> str:
+        return (
+            f"{self.args[0]} (command_id=0x{self.command_id:08X}, sequence_number={self.sequence_number}, "
+            f"status=0x{self.command_status:02X})"
+        )
+
+
+class FrameError(Exception):
+    """A PDU header whose command_length is impossible: answer generic_nack RINVCMDLEN, then close.
+
+    `frames` holds the whole PDUs that preceded the bad header in the same `Framer.feed` call.
+    """
+
+    def __init__(self, command_length: int, sequence_number: int = 0, frames: Iterable[bytes] = ()):
+        super().__init__(f"invalid command_length {command_length}")
+        self.command_length = command_length
+        self.sequence_number = sequence_number
+        self.frames = list(frames)
+
+
+_S = Status
+# Plain ints for the hot path: an IntEnum member lookup costs several times a global read.
+_RINVPARLEN = int(_S.ESME_RINVPARLEN)
+_RINVMSGLEN = int(_S.ESME_RINVMSGLEN)
+_RINVSERTYP = int(_S.ESME_RINVSERTYP)
+_RINVSRCADR = int(_S.ESME_RINVSRCADR)
+_RINVDSTADR = int(_S.ESME_RINVDSTADR)
+_RINVSCHED = int(_S.ESME_RINVSCHED)
+_RINVEXPIRY = int(_S.ESME_RINVEXPIRY)
+_MESSAGE_PAYLOAD = int(Tag.MESSAGE_PAYLOAD)
+
+
+# -- decode -----------------------------------------------------------------------------------
+
+
+def decode(frame: bytes) -> p.Pdu:
+    """Decode one whole PDU, header included. Raises PduError and nothing else."""
+    if type(frame) is not bytes:
+        frame = bytes(frame)
+    end = len(frame)
+    if end < _HEADER_LEN:
+        raise PduError(_S.ESME_RINVCMDLEN, f"PDU of {end} octets is shorter than its header")
+    length, cid, status, seq = HEADER.unpack_from(frame)
+    if length != end:
+        raise PduError(
+            _S.ESME_RINVCMDLEN,
+            f"command_length {length} but {end} octets",
+            command_id=cid,
+            sequence_number=seq,
+        )
+    cls = p.PDU_CLASSES.get(cid)
+    if cls is None:
+        raise PduError(_S.ESME_RINVCMDID, "unknown command_id", command_id=cid, sequence_number=seq)
+    if end == _HEADER_LEN and cid & RESP:
+        # Error resps have no body (§4.1.2), and many ESMEs send a bodiless deliver_sm_resp.
+        return cls(seq, status)
+    try:
+        if cls is p.SubmitSm or cls is p.DeliverSm:
+            return _decode_sm(cls, frame, seq, status)
+        values: list[Any] = [seq, status]
+        pos = _HEADER_LEN
+        for field in LAYOUTS[cls]:
+            value, pos = field.decode(frame, pos, end)
+            values.append(value)
+        if cls in WITH_TLVS:
+            tlvs = decode_tlvs(frame, pos, end)
+            if cls in WITH_PAYLOAD and tlvs and values[-1]:
+                _check_payload(tlvs)
+            values.append(tlvs)
+        # Trailing octets on a PDU that carries no TLVs (a 5.0 peer's resp TLVs) are ignored.
+        return cls(*values)
+    except Malformed as exc:
+        if cid & RESP and status:
+            # Only the status of a failed resp matters; a mangled body must not hide it.
+            return cls(seq, status)
+        raise PduError(exc.status, exc.message, command_id=cid, sequence_number=seq) from None
+
+
+def _decode_sm(cls: type[p.Pdu], buf: bytes, seq: int, status: int) -> p.Pdu:
+    """submit_sm / deliver_sm body, unrolled from `_wire.LAYOUTS` for speed."""
+    end = len(buf)
+    service_type, pos = cstr(buf, 16, end, 6, _RINVSERTYP, "service_type")
+    if pos + 2 > end:
+        raise Malformed(_RINVPARLEN, "body ends before source_addr")
+    src_ton = buf[pos]
+    src_npi = buf[pos + 1]
+    source_addr, pos = cstr(buf, pos + 2, end, 21, _RINVSRCADR, "source_addr")
+    if pos + 2 > end:
+        raise Malformed(_RINVPARLEN, "body ends before destination_addr")
+    dst_ton = buf[pos]
+    dst_npi = buf[pos + 1]
+    destination_addr, pos = cstr(buf, pos + 2, end, 21, _RINVDSTADR, "destination_addr")
+    if pos + 3 > end:
+        raise Malformed(_RINVPARLEN, "body ends before schedule_delivery_time")
+    esm_class = buf[pos]
+    protocol_id = buf[pos + 1]
+    priority_flag = buf[pos + 2]
+    schedule, pos = time_field(buf, pos + 3, end, _RINVSCHED, "schedule_delivery_time")
+    validity, pos = time_field(buf, pos, end, _RINVEXPIRY, "validity_period")
+    if pos + 5 > end:
+        raise Malformed(_RINVPARLEN, "body ends before short_message")
+    registered_delivery, replace_if_present, data_coding, sm_default_msg_id, sm_length = buf[pos : pos + 5]
+    pos += 5
+    if sm_length > MAX_SHORT_MESSAGE or pos + sm_length > end:
+        raise Malformed(_RINVMSGLEN, f"sm_length {sm_length} with {end - pos} octets left")
+    short_message = buf[pos : pos + sm_length]
+    pos += sm_length
+    tlvs = decode_tlvs(buf, pos, end) if pos < end else ()
+    if tlvs and short_message:
+        _check_payload(tlvs)
+    return cls(
+        seq,
+        status,
+        service_type,
+        src_ton,
+        src_npi,
+        source_addr,
+        dst_ton,
+        dst_npi,
+        destination_addr,
+        esm_class,
+        protocol_id,
+        priority_flag,
+        schedule,
+        validity,
+        registered_delivery,
+        replace_if_present,
+        data_coding,
+        sm_default_msg_id,
+        short_message,
+        tlvs,
+    )
+
+
+def _check_payload(tlvs: p.Tlvs) -> None:
+    for tag, _ in tlvs:
+        if tag == _MESSAGE_PAYLOAD:
+            raise Malformed(_S.ESME_RINVMSGLEN, "both short_message and message_payload are set")
+
+
+def error_response(err: PduError) -> p.Pdu | None:
+    """What to send back for a PDU that failed to decode, or None when nothing is owed.
+
+    A framing/length error or an unknown command gets a generic_nack (§4.3); a known request
+    gets its own resp with the error status and no body. Responses and alert_notification are
+    never answered.
+    """
+    cid = err.command_id
+    if cid & RESP or cid == CommandId.ALERT_NOTIFICATION:
+        return None
+    cls = p.RESPONSE_CLASS.get(cid)
+    if cls is None or err.command_status == _S.ESME_RINVCMDLEN:
+        return p.GenericNack(err.sequence_number, err.command_status)
+    return cls(err.sequence_number, err.command_status)
+
+
+# -- encode -----------------------------------------------------------------------------------
+
+
+def encode(pdu: p.Pdu) -> bytes:
+    """The wire form of `pdu`. Raises ValueError for a field that cannot or must not be sent."""
+    cls = type(pdu)
+    try:
+        if cls is p.DeliverSm or cls is p.SubmitSm:
+            body = _encode_sm(pdu)  # type: ignore[arg-type]
+        elif pdu.command_status and cls in BODYLESS_ON_ERROR:
+            body = b""
+        elif cls is p.SubmitSmResp or cls is p.DeliverSmResp:
+            body = MESSAGE_ID.encode(pdu.message_id)  # type: ignore[attr-defined]
+        else:
+            body = _encode_body(cls, pdu)
+        header = HEADER.pack(_HEADER_LEN + len(body), cls.command_id, pdu.command_status, pdu.sequence_number)
+        return header + body
+    except struct.error as exc:
+        raise ValueError(f"{cls.__name__}: {exc}") from None
+
+
+def _encode_body(cls: type[p.Pdu], pdu: p.Pdu) -> bytes:
+    layout = LAYOUTS[cls]
+    if cls is p.DataSmResp and pdu.command_status and not pdu.message_id and not pdu.tlvs:  # type: ignore[attr-defined]
+        return b""
+    parts = []
+    if layout:
+        values = GETTERS[cls](pdu)
+        if len(layout) == 1:
+            values = (values,)
+        parts = [field.encode(value) for field, value in zip(layout, values, strict=True)]
+    if cls in WITH_TLVS:
+        tlvs = pdu.tlvs  # type: ignore[attr-defined]
+        if tlvs:
+            forbid_payload = cls in WITH_PAYLOAD and bool(pdu.short_message)  # type: ignore[attr-defined]
+            parts.append(encode_tlvs(tlvs, forbid_payload=forbid_payload))
+    return b"".join(parts)
+
+
+def _encode_sm(pdu: p.SubmitSm | p.DeliverSm) -> bytes:
+    """submit_sm / deliver_sm body, unrolled from `_wire.LAYOUTS` for speed."""
+    sm = pdu.short_message
+    if len(sm) > MAX_SHORT_MESSAGE:
+        raise ValueError(f"short_message of {len(sm)} octets (max {MAX_SHORT_MESSAGE}); use message_payload")
+    schedule = pdu.schedule_delivery_time
+    validity = pdu.validity_period
+    head = bytes((pdu.esm_class, pdu.protocol_id, pdu.priority_flag))
+    tail = bytes(
+        (
+            pdu.registered_delivery,
+            pdu.replace_if_present_flag,
+            pdu.data_coding,
+            pdu.sm_default_msg_id,
+            len(sm),
+        )
+    )
+    parts = [
+        encode_cstr(pdu.service_type, 6, "service_type"),
+        bytes((pdu.source_addr_ton, pdu.source_addr_npi)),
+        encode_cstr(pdu.source_addr, 21, "source_addr"),
+        bytes((pdu.dest_addr_ton, pdu.dest_addr_npi)),
+        encode_cstr(pdu.destination_addr, 21, "destination_addr"),
+        head,
+        SCHEDULE.encode(schedule) if schedule else b"\0",
+        VALIDITY.encode(validity) if validity else b"\0",
+        tail,
+        sm,
+    ]
+    if pdu.tlvs:
+        parts.append(encode_tlvs(pdu.tlvs, forbid_payload=bool(sm)))
+    return b"".join(parts)
+
+
+# -- framing ----------------------------------------------------------------------------------
+
+
+class Framer:
+    """Cuts a byte stream into whole PDUs (4-octet big-endian command_length first, §3.2.2)."""
+
+    __slots__ = ("max_length", "_buf")
+
+    def __init__(self, max_length: int = 70000):
+        self.max_length = max_length
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add received bytes; return the PDUs now complete, oldest first.
+
+        Raises FrameError on a command_length < 16 or > max_length; the stream cannot be
+        resynchronised after that, so the caller answers and closes.
+        """
+        buf = self._buf
+        buf += data
+        have = len(buf)
+        frames: list[bytes] = []
+        pos = 0
+        error: FrameError | None = None
+        with memoryview(buf) as view:
+            while have - pos >= 4:
+                (length,) = _LENGTH.unpack_from(buf, pos)
+                if length < _HEADER_LEN:
+                    error = FrameError(length, 0, frames)
+                    break
+                if length > self.max_length:
+                    # Wait for the whole header so the generic_nack can echo its sequence_number.
+                    if have - pos >= _HEADER_LEN:
+                        error = FrameError(length, _LENGTH.unpack_from(buf, pos + 12)[0], frames)
+                    break
+                if have - pos < length:
+                    break
+                frames.append(bytes(view[pos : pos + length]))
+                pos += length
+        if pos:
+            # bytearray drops a prefix without moving the rest (it keeps a start offset).
+            del buf[:pos]
+        if error is not None:
+            raise error
+        return frames
+
+    @property
+    def buffered(self) -> int:
+        """Octets received but not yet part of a whole PDU."""
+        return len(self._buf)

@@ -1,0 +1,116 @@
+"""Delivery receipt text (SMPP 3.4 Appendix B, smpp34.md §1.9): writing ours in the one form
+every client parses, and reading the many forms SMSCs send.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .constants import MessageState
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    id: str
+    sub: int
+    dlvrd: int
+    submit_date: datetime
+    done_date: datetime
+    stat: str
+    err: str
+    text: str
+
+
+STAT_BY_STATE: dict[int, str] = {
+    MessageState.ENROUTE: "ENROUTE",
+    MessageState.DELIVERED: "DELIVRD",
+    MessageState.EXPIRED: "EXPIRED",
+    MessageState.DELETED: "DELETED",
+    MessageState.UNDELIVERABLE: "UNDELIV",
+    MessageState.ACCEPTED: "ACCEPTD",
+    MessageState.UNKNOWN: "UNKNOWN",
+    MessageState.REJECTED: "REJECTD",
+}
+STATE_BY_STAT: dict[str, int] = {stat: state for state, stat in STAT_BY_STATE.items()}
+
+_TEXT_LEN = 20
+
+
+def _date(dt: datetime) -> str:
+    dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    return dt.strftime("%y%m%d%H%M")
+
+
+def _printable_ascii(text: str) -> str:
+    # The receipt goes out as data_coding 0 ASCII; anything else would decode as garbage, and a
+    # control character (a newline) can break clients that parse the text line-wise.
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in text)
+
+
+def format_receipt(r: Receipt) -> bytes:
+    """`id:… sub:001 dlvrd:001 submit date:YYMMDDhhmm done date:YYMMDDhhmm stat:… err:000 text:…`.
+
+    Dates in UTC, text cut to 20 characters and made printable ASCII. Raises ValueError for
+    fields that cannot be written in this form.
+    """
+    if not r.id or any(ch.isspace() for ch in r.id) or not r.id.isascii():
+        raise ValueError(f"receipt id {r.id!r} must be non-empty ASCII without spaces")
+    if not (0 <= r.sub <= 999 and 0 <= r.dlvrd <= 999):
+        raise ValueError(f"sub {r.sub} / dlvrd {r.dlvrd} do not fit 3 digits")
+    err = r.err.zfill(3) if r.err.isdigit() else r.err
+    if len(err) != 3 or not err.isascii() or not err.isalnum():
+        raise ValueError(f"err {r.err!r} must be 3 characters")
+    if not r.stat.isascii() or not r.stat.isalnum():
+        raise ValueError(f"stat {r.stat!r}")
+    return (
+        f"id:{r.id} sub:{r.sub:03d} dlvrd:{r.dlvrd:03d} submit date:{_date(r.submit_date)} "
+        f"done date:{_date(r.done_date)} stat:{r.stat} err:{err} text:{_printable_ascii(r.text[:_TEXT_LEN])}"
+    ).encode("ascii")
+
+
+_RECEIPT = re.compile(
+    r"id:\s*(?P<id>\S+)\s+"
+    r"sub:\s*(?P<sub>\d+)\s+"
+    r"dlvrd:\s*(?P<dlvrd>\d+)\s+"
+    r"submit[ _]date:\s*(?P<submit>\d+)\s+"
+    r"done[ _]date:\s*(?P<done>\d+)\s+"
+    r"stat:\s*(?P<stat>\S+)\s+"
+    r"err:\s*(?P<err>\S+)"
+    r"(?:\s+text:(?P<text>.*))?",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _parse_date(digits: str) -> datetime:
+    # 10 = YYMMDDhhmm (Appendix B), 12 = YYMMDDhhmmss, 14 = YYYYMMDDhhmmss (cloudhopper accepts all).
+    if len(digits) == 14:
+        return datetime.strptime(digits, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    if len(digits) not in (10, 12):
+        raise ValueError(f"receipt date {digits!r} is not 10, 12 or 14 digits")
+    yy = int(digits[:2])
+    year = 1900 + yy if yy >= 38 else 2000 + yy
+    rest = digits[2:] + "00" * ((12 - len(digits)) // 2)
+    return datetime.strptime(f"{year}{rest}", "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+
+
+def parse_receipt(data: bytes) -> Receipt:
+    """Read receipt text; tolerant of case, `Text:`/`text:`, extra spaces and 10/12/14-digit dates.
+
+    Raises ValueError when `data` is not a receipt.
+    """
+    text = data.decode("latin-1").rstrip("\0")
+    match = _RECEIPT.search(text)
+    if match is None:
+        raise ValueError("not a delivery receipt")
+    return Receipt(
+        id=match["id"],
+        sub=int(match["sub"]),
+        dlvrd=int(match["dlvrd"]),
+        submit_date=_parse_date(match["submit"]),
+        done_date=_parse_date(match["done"]),
+        stat=match["stat"].upper(),
+        err=match["err"],
+        text=match["text"] or "",
+    )
