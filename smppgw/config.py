@@ -67,6 +67,8 @@ class DispatchConfig:
     retry_initial: float = 1.0
     retry_max: float = 300.0
     status_horizon: float = 72 * 3600.0  # no final status by then: final UNKNOWN
+    breaker_threshold: int = 5  # failed requests in a row that open a provider's circuit breaker
+    breaker_cooldown: float = 30.0  # seconds before an open breaker lets one trial request through
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,8 @@ def _dispatch(r: _Reader) -> DispatchConfig:
         retry_initial=r.positive("retry_initial", float, d.retry_initial, "seconds"),
         retry_max=r.positive("retry_max", float, d.retry_max, "seconds"),
         status_horizon=r.positive("status_horizon", float, d.status_horizon, "seconds"),
+        breaker_threshold=r.positive("breaker_threshold", int, d.breaker_threshold, "an integer"),
+        breaker_cooldown=r.positive("breaker_cooldown", float, d.breaker_cooldown, "seconds"),
     )
     r.finish()
     return cfg

@@ -81,7 +81,14 @@ class Gateway:
         self.router = Router(config.routes)
         self.outbox = Outbox(store, config.receipts, clock, metrics)
         self.dispatcher = Dispatcher(
-            providers, config.dispatch, clock, metrics, self._on_sent, self._outbound, self._next_provider
+            providers,
+            config.dispatch,
+            clock,
+            metrics,
+            self._on_sent,
+            self._outbound,
+            self._next_provider,
+            retries=lambda record: record.id not in self._held_acks,
         )
         self.tracker = Tracker(
             providers,
@@ -96,6 +103,7 @@ class Gateway:
         self.ids = IdIssuer(1)
         self.live: dict[str, MessageRecord] = {}  # unfinished messages by our id
         self.by_provider_id: dict[tuple[str, str], MessageRecord] = {}
+        self._held_acks: dict[str, Reply] = {}  # ack = "provider": replies waiting for the provider
         self._early: dict[
             tuple[str, str], tuple[float, StatusReport]
         ] = {}  # reports that beat their send answer
@@ -214,9 +222,12 @@ class Gateway:
                 self._count(account.system_id, record.provider, "store_failed")
                 reply(Status.ESME_RSYSERR, "")
                 return
-            reply(Status.ESME_ROK, message_id)
             self._count(account.system_id, record.provider, "accepted")
             self.live[message_id] = record
+            if account.ack == "provider":
+                self._held_acks[message_id] = reply  # answered from _on_sent
+            else:
+                reply(Status.ESME_ROK, message_id)
             self._dispatch(record)
 
         self.store.write([InsertMessage(record)], committed, high_id=self.ids.high)
@@ -257,8 +268,26 @@ class Gateway:
     # -- provider results and reports -------------------------------------------------------
 
     def _on_sent(self, record: MessageRecord, result: SendResult) -> None:
+        held = self._held_acks.pop(record.id, None)
         if record.id not in self.live:
             return
+        if held is not None:
+            # ack = "provider": the ESME learns the provider's answer in the submit_sm_resp, so a
+            # refusal ends the message here, without a receipt for a message it was told failed.
+            if result.error is not None:
+                held(result.error.command_status, "")
+                event(
+                    log,
+                    "message_refused",
+                    account=record.account,
+                    message_id=record.id,
+                    provider=record.provider,
+                    detail=result.error.detail,
+                    status=hex(result.error.command_status),
+                )
+                self._finalize(record, REJECTED, result.error.err, receipt=False)
+                return
+            held(Status.ESME_ROK, record.id)
         if result.error is not None:
             state = UNDELIVERABLE if result.error.retryable else REJECTED
             event(
@@ -331,7 +360,9 @@ class Gateway:
         event(log, "status_horizon", account=record.account, message_id=record.id, provider=record.provider)
         self._finalize(record, UNKNOWN, "000")
 
-    def _finalize(self, record: MessageRecord, state: int, err: str, done_at: float | None = None) -> None:
+    def _finalize(
+        self, record: MessageRecord, state: int, err: str, done_at: float | None = None, receipt: bool = True
+    ) -> None:
         """The one place a message reaches its final state."""
         if record.state >= 2:
             return
@@ -342,12 +373,12 @@ class Gateway:
         if record.provider_id:
             self.by_provider_id.pop((record.provider, record.provider_id), None)
         ops: list[Op] = [UpdateMessage(record)]
-        receipt = None
-        if wants_receipt(record.registered_delivery, state):
-            receipt = build_receipt(record, state, self.clock.seconds())
-            ops.append(AddOutbox(receipt))
+        dlr = None
+        if receipt and wants_receipt(record.registered_delivery, state):
+            dlr = build_receipt(record, state, self.clock.seconds())
+            ops.append(AddOutbox(dlr))
         self._count(record.account, record.provider, STAT_BY_STATE[state])
-        self._write(ops, receipt)
+        self._write(ops, dlr)
 
     def _write(self, ops: list[Op], receipt: OutboxRecord | None) -> None:
         def committed(error: BaseException | None) -> None:

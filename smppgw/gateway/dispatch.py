@@ -1,10 +1,14 @@
 """Dispatch: stored messages to providers, in batches, within each provider's limits.
 
-One queue per provider. A message waits in the queue until the provider has a free request
-slot (limits.max_concurrency); then up to limits.batch_size messages go in one `send`. A
-Retryable failure puts the message back after an exponential backoff with jitter (or the
-provider's Retry-After); after max_attempts on one provider the next provider of its route
-gets it; when none is left the message fails for good. Results go to the gateway through
+One lane per provider. A message waits in its lane until the provider has a free request slot
+(limits.max_concurrency) and a token of its request rate (limits.requests_per_second); then up
+to limits.batch_size messages go in one `send`.
+
+A Retryable failure puts the message back after an exponential backoff with jitter (or the
+provider's Retry-After). After `max_attempts` on one provider, or while that provider's circuit
+breaker is open, the message moves to the next provider of its route; when none is left it
+fails for good. The breaker opens after `breaker_threshold` failed requests in a row and lets
+one request through after `breaker_cooldown` seconds. Results go to the gateway through
 `on_result`, which owns the message state.
 """
 
@@ -16,30 +20,79 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from smppgw.aio import start
 from smppgw.config import DispatchConfig
 from smppgw.logs import event
 from smppgw.metrics import Metrics
-from smppgw.providers.base import OutboundSms, Provider, ProviderError, Retryable, SendResult
+from smppgw.providers.base import (
+    EXPIRED,
+    Misconfigured,
+    OutboundSms,
+    Provider,
+    ProviderError,
+    Retryable,
+    SendResult,
+)
 from smppgw.store.base import MessageRecord
 
 log = logging.getLogger("smppgw.dispatch")
 
-# (record, result) for a send that ended (accepted or refused for good).
-ResultSink = Callable[[MessageRecord, SendResult], None]
-ToOutbound = Callable[[MessageRecord], OutboundSms]
+ResultSink = Callable[[MessageRecord, SendResult], None]  # a send that ended: accepted or refused
+
+
+class Breaker:
+    """Consecutive request failures open it; after the cool-down one trial request decides."""
+
+    def __init__(self, threshold: int, cooldown: float) -> None:
+        self.threshold, self.cooldown = threshold, cooldown
+        self.failures = 0
+        self.opened_at: float | None = None
+        self.trial = False  # a half-open trial request is in flight
+
+    def allows(self, now: float) -> bool:
+        if self.opened_at is None:
+            return True
+        if now - self.opened_at >= self.cooldown and not self.trial:
+            self.trial = True
+            return True
+        return False
+
+    def is_open(self, now: float) -> bool:
+        return self.opened_at is not None and (now - self.opened_at < self.cooldown or self.trial)
+
+    def record(self, ok: bool, now: float) -> bool:
+        """Count one request; True when this opened the breaker."""
+        self.trial = False
+        if ok:
+            self.failures, self.opened_at = 0, None
+            return False
+        self.failures += 1
+        if self.failures >= self.threshold:
+            was_closed = self.opened_at is None
+            self.opened_at = now
+            return was_closed
+        return False
 
 
 class _Lane:
-    __slots__ = ("provider", "queue", "in_flight", "gauge")
+    __slots__ = ("provider", "queue", "in_flight", "gauge", "breaker", "tokens", "refilled", "wakeup")
 
-    def __init__(self, provider: Provider, gauge: object) -> None:
+    def __init__(self, provider: Provider, gauge: object, breaker: Breaker, now: float) -> None:
         self.provider = provider
         self.queue: deque[MessageRecord] = deque()
         self.in_flight = 0
         self.gauge = gauge
+        self.breaker = breaker
+        self.tokens = float(self.burst)
+        self.refilled = now
+        self.wakeup: IDelayedCall | None = None
+
+    @property
+    def burst(self) -> float:
+        rate = self.provider.limits.requests_per_second
+        return max(1.0, rate) if rate else 0.0
 
 
 class Dispatcher:
@@ -50,19 +103,30 @@ class Dispatcher:
         clock: IReactorTime,
         metrics: Metrics,
         on_result: ResultSink,
-        to_outbound: ToOutbound,
+        to_outbound: Callable[[MessageRecord], OutboundSms],
         failover: Callable[[MessageRecord], str | None],
+        retries: Callable[[MessageRecord], bool] = lambda record: True,
     ) -> None:
         self.config, self.clock, self.metrics = config, clock, metrics
         self.on_result, self.to_outbound, self.failover = on_result, to_outbound, failover
+        self.retries = retries  # False: a retryable failure is reported at once (ack = "provider")
+        now = clock.seconds()
         self.lanes = {
-            name: _Lane(p, metrics.child(metrics.dispatch_queue, name)) for name, p in providers.items()
+            name: _Lane(
+                p,
+                metrics.child(metrics.dispatch_queue, name),
+                Breaker(config.breaker_threshold, config.breaker_cooldown),
+                now,
+            )
+            for name, p in providers.items()
         }
         self._attempts: dict[str, int] = {}  # message id -> attempts on its current provider
         self._stopping = False
 
     def enqueue(self, record: MessageRecord) -> None:
         lane = self.lanes[record.provider]
+        if lane.breaker.is_open(self.clock.seconds()) and self._move_on(record, "breaker_open"):
+            return
         lane.queue.append(record)
         self._pump(lane)
 
@@ -71,33 +135,66 @@ class Dispatcher:
 
     def stop(self) -> None:
         self._stopping = True
+        for lane in self.lanes.values():
+            if lane.wakeup is not None and lane.wakeup.active():
+                lane.wakeup.cancel()
+
+    # -- sending ------------------------------------------------------------------------------
 
     def _pump(self, lane: _Lane) -> None:
         limits = lane.provider.limits
+        now = self.clock.seconds()
         while lane.queue and lane.in_flight < limits.max_concurrency and not self._stopping:
+            if not lane.breaker.allows(now):
+                self._drain_open(lane)
+                break
+            if not self._take_token(lane, now):
+                break
             batch = [lane.queue.popleft() for _ in range(min(limits.batch_size, len(lane.queue)))]
             lane.in_flight += 1
-            task = start(self._send(lane, batch))
-            task.add_done_callback(lambda t: t.exception())  # errors are handled inside _send
+            start(self._send(lane, batch))
         lane.gauge.set(len(lane.queue))  # type: ignore[attr-defined]
+
+    def _take_token(self, lane: _Lane, now: float) -> bool:
+        rate = lane.provider.limits.requests_per_second
+        if not rate:
+            return True
+        lane.tokens = min(lane.burst, lane.tokens + (now - lane.refilled) * rate)
+        lane.refilled = now
+        if lane.tokens >= 1.0:
+            lane.tokens -= 1.0
+            return True
+        if lane.wakeup is None or not lane.wakeup.active():
+            lane.wakeup = self.clock.callLater((1.0 - lane.tokens) / rate, self._pump, lane)
+        return False
+
+    def _drain_open(self, lane: _Lane) -> None:
+        """The breaker is open: queued messages go to their next provider where they have one."""
+        keep: deque[MessageRecord] = deque()
+        while lane.queue:
+            record = lane.queue.popleft()
+            if not self._move_on(record, "breaker_open"):
+                keep.append(record)
+        lane.queue = keep
+        if keep and (lane.wakeup is None or not lane.wakeup.active()):
+            lane.wakeup = self.clock.callLater(lane.breaker.cooldown, self._pump, lane)
 
     async def _send(self, lane: _Lane, batch: list[MessageRecord]) -> None:
         provider = lane.provider
         t0 = time.perf_counter()
+        failed: ProviderError | None = None
         try:
             results: Sequence[SendResult] = await provider.send([self.to_outbound(r) for r in batch])
             outcome = "ok"
         except ProviderError as e:
+            failed = e
             results = [SendResult(r.id, error=e) for r in batch]
-            outcome = (
-                "retryable"
-                if e.retryable
-                else ("misconfigured" if type(e).__name__ == "Misconfigured" else "refused")
-            )
+            outcome = _outcome(e)
+            level = logging.ERROR if isinstance(e, Misconfigured) else logging.WARNING
             event(
                 log,
                 "provider_send_failed",
-                logging.ERROR if outcome == "misconfigured" else logging.WARNING,
+                level,
                 provider=provider.name,
                 messages=len(batch),
                 outcome=outcome,
@@ -105,7 +202,8 @@ class Dispatcher:
             )
         except Exception as e:  # an adapter bug: retry like a transport error, and say so loudly
             log.exception("event=provider_send_crashed provider=%s", provider.name)
-            results = [SendResult(r.id, error=Retryable(f"adapter error {type(e).__name__}")) for r in batch]
+            failed = Retryable(f"adapter error {type(e).__name__}")
+            results = [SendResult(r.id, error=failed) for r in batch]
             outcome = "error"
         finally:
             lane.in_flight -= 1
@@ -113,28 +211,39 @@ class Dispatcher:
             time.perf_counter() - t0
         )
         self.metrics.child(self.metrics.provider_requests, provider.name, "send", outcome).inc()
+        broken = failed is not None and (failed.retryable or isinstance(failed, Misconfigured))
+        if lane.breaker.record(not broken, self.clock.seconds()):
+            event(
+                log,
+                "breaker_open",
+                logging.ERROR,
+                provider=provider.name,
+                failures=lane.breaker.failures,
+                cooldown=lane.breaker.cooldown,
+            )
         by_id = {res.message_id: res for res in results}
         for record in batch:
             res = by_id.get(record.id) or SendResult(record.id, error=Retryable("no result for this message"))
-            if res.error is not None and res.error.retryable:
+            if res.error is not None and isinstance(res.error, Misconfigured) and failed is None:
+                self.metrics.child(
+                    self.metrics.provider_requests, provider.name, "send", "misconfigured"
+                ).inc()
+            if res.error is not None and res.error.retryable and self.retries(record):
                 self._retry(record, res.error)
             else:
                 self._attempts.pop(record.id, None)
                 self.on_result(record, res)
         self._pump(lane)
 
+    # -- retries and failover ---------------------------------------------------------------
+
     def _retry(self, record: MessageRecord, error: ProviderError) -> None:
         n = self._attempts.get(record.id, 0) + 1
         record.attempts += 1
         if n >= self.config.max_attempts:
-            nxt = self.failover(record)
-            self._attempts.pop(record.id, None)
-            if nxt is None:
+            if not self._move_on(record, "attempts"):
+                self._attempts.pop(record.id, None)
                 self.on_result(record, SendResult(record.id, error=error))
-                return
-            event(log, "failover", message_id=record.id, provider=record.provider, to=nxt)
-            record.provider = nxt
-            self.enqueue(record)
             return
         self._attempts[record.id] = n
         delay = min(self.config.retry_initial * 2 ** (n - 1), self.config.retry_max)
@@ -143,6 +252,29 @@ class Dispatcher:
             delay = max(delay, error.retry_after)
         self.clock.callLater(delay, self._requeue, record)
 
+    def _move_on(self, record: MessageRecord, why: str) -> bool:
+        """Give the message to the next provider of its route; False when there is none."""
+        nxt = self.failover(record)
+        if nxt is None or nxt not in self.lanes:
+            return False
+        event(log, "failover", message_id=record.id, provider=record.provider, to=nxt, reason=why)
+        self._attempts.pop(record.id, None)
+        record.provider = nxt
+        self.enqueue(record)
+        return True
+
     def _requeue(self, record: MessageRecord) -> None:
-        if not self._stopping:
-            self.enqueue(record)
+        if self._stopping:
+            return
+        if record.valid_until is not None and self.clock.seconds() >= record.valid_until:
+            # its validity ran out before any provider took it: EXPIRED, not one more attempt
+            self._attempts.pop(record.id, None)
+            self.on_result(record, SendResult(record.id, state=EXPIRED, provider_status="validity expired"))
+            return
+        self.enqueue(record)
+
+
+def _outcome(e: ProviderError) -> str:
+    if e.retryable:
+        return "retryable"
+    return "misconfigured" if isinstance(e, Misconfigured) else "refused"

@@ -431,10 +431,20 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def settle(self, fake: FakeFloppySend) -> None:
-        """Return once every webhook already due was attempted (they go out before a later probe)."""
+        """Return once the fake's webhook thread finished its work for the current clock.
+
+        A probe queued now goes out on a later pass of that thread: after every webhook already
+        due, and after a failed one was queued again (the base reads the clock for its retry
+        time then, so the clock must not move before).
+        """
         n = len(self.probes)
         fake.emit_webhook(f"{self.url}/probe", b"probe")
         wait_for(lambda: len(self.probes) > n)
+
+    def wait_hits(self, fake: FakeFloppySend, count: int) -> None:
+        wait_for(lambda: len(self.hits) >= count)
+        self.settle(fake)
+        assert len(self.hits) == count
 
     def close(self) -> None:
         self.server.shutdown()
@@ -506,9 +516,9 @@ def test_fake_posts_a_text_plain_json_dlr_when_final_and_retries_after_a_500(clo
         receiver.settle(fake)
         assert receiver.hits == []  # not final yet on the fake clock
         fake.advance(0.1)
-        wait_for(lambda: len(receiver.hits) == 1)
+        receiver.wait_hits(fake, 1)
         fake.advance(1)
-        wait_for(lambda: len(receiver.hits) == 2)
+        receiver.wait_hits(fake, 2)
         fake.advance(5000)
         receiver.settle(fake)
     assert [(round(t - t0, 3), ct) for t, ct, _ in receiver.hits] == [(5, "text/plain"), (6, "text/plain")]
@@ -528,13 +538,13 @@ def test_fake_retries_at_1_10_300_900_seconds_then_gives_up(clock, receiver):
         t0 = clock.now()
         post_sms(fake)
         fake.advance(0.001)
-        wait_for(lambda: len(receiver.hits) == 1)
+        receiver.wait_hits(fake, 1)
         for attempt, gap in enumerate((1, 10, 300, 900), start=2):
             fake.advance(gap - 0.5)
             receiver.settle(fake)
             assert len(receiver.hits) == attempt - 1, f"attempt {attempt} came early"
             fake.advance(0.5)
-            wait_for(lambda n=attempt: len(receiver.hits) == n)
+            receiver.wait_hits(fake, attempt)
         fake.advance(100_000)
         receiver.settle(fake)
     assert [round(t - t0, 3) for t, _, _ in receiver.hits] == [0.001, 1.001, 11.001, 311.001, 1211.001]
