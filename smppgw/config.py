@@ -8,6 +8,7 @@ variable names the variable, never a value.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -85,6 +86,7 @@ class Account:
     message_id_format: str = "decimal"  # "decimal" or "hex"
     message_id_length: int = 10
     ack: str = "stored"  # "stored" or "provider"
+    strict_senders: bool = False  # refuse a source the provider's sender list does not hold
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,16 @@ class Route:
     accounts: tuple[str, ...] = ()  # empty: any account
     prefixes: tuple[str, ...] = ()  # destination prefixes; empty: any
     sources: tuple[str, ...] = ()  # source addresses; empty: any
+    weights: tuple[float, ...] = ()  # a weighted split over providers instead of failover order
+
+
+@dataclass(frozen=True)
+class InboundRoute:
+    """MO messages to these numbers (our numbers, SIMs, short codes) go to this account."""
+
+    account: str
+    numbers: tuple[str, ...]  # exact numbers; "*" catches the rest
+    providers: tuple[str, ...] = ()  # empty: from any provider
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,7 @@ class Config:
     accounts: dict[str, Account]
     providers: dict[str, ProviderSettings]
     routes: tuple[Route, ...]
+    inbound: tuple[InboundRoute, ...] = ()
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -198,8 +211,11 @@ def parse(data: dict[str, Any], source: str = "<config>") -> Config:
     accounts = _accounts(source, top.table_of("accounts"))
     providers = _providers(source, top.table_of("providers"))
     routes = _routes(source, top.get("routes", list, [], "a list of [[routes]] tables"), providers, accounts)
+    inbound = _inbound(
+        source, top.get("inbound", list, [], "a list of [[inbound]] tables"), providers, accounts
+    )
     top.finish()
-    return Config(source, server, http, store, receipts, dispatch, log, accounts, providers, routes)
+    return Config(source, server, http, store, receipts, dispatch, log, accounts, providers, routes, inbound)
 
 
 def _server(r: _Reader) -> ServerConfig:
@@ -309,6 +325,7 @@ def _accounts(source: str, table: dict[str, Any]) -> dict[str, Account]:
             message_id_format=fmt,
             message_id_length=length,
             ack=r.choice("ack", ("stored", "provider"), "stored"),
+            strict_senders=r.get("strict_senders", bool, False, "true or false"),
         )
         r.finish()
     return accounts
@@ -327,16 +344,62 @@ def _providers(source: str, table: dict[str, Any]) -> dict[str, ProviderSettings
         url = r.get("url", str, "", "a base URL (http:// or https://)")
         if ptype != "simulator" and not re.match(r"https?://", url):
             raise r.error("url", f"a base URL starting with http:// or https://, got {url!r}")
-        timeout = r.positive("timeout", float, 10.0, "seconds")
+        d = ProviderSettings(name, ptype, url)
+        common = {
+            "timeout": r.positive("timeout", float, d.timeout, "seconds"),
+            "webhook_secret": r.get("webhook_secret", str, "", "a string", secret=True),
+            "webhook_allow": tuple(r.get("webhook_allow", list, [], "a list of networks (CIDR)")),
+            "balance_interval": _seconds_or_zero(r, "balance_interval", d.balance_interval),
+            "senders_interval": _seconds_or_zero(r, "senders_interval", d.senders_interval),
+            "inbound_interval": _seconds_or_zero(r, "inbound_interval", d.inbound_interval),
+            "poll_first": r.positive("poll_first", float, d.poll_first, "seconds"),
+            "poll_max_gap": r.positive("poll_max_gap", float, d.poll_max_gap, "seconds"),
+        }
+        for net in common["webhook_allow"]:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except (TypeError, ValueError):
+                raise r.error(
+                    "webhook_allow", f"networks such as 10.0.0.0/8 or 127.0.0.1, got {net!r}"
+                ) from None
         options = {}
         for key, value in body.items():
-            if key in ("type", "url", "timeout"):
+            if key in r.used:
                 continue
             options[key] = _interpolate(r, key, value) if isinstance(value, str) else value
-        out[name] = ProviderSettings(
-            name=name, type=ptype, url=url, options=options, source=source, timeout=timeout
-        )
+        out[name] = ProviderSettings(name=name, type=ptype, url=url, options=options, source=source, **common)
     return out
+
+
+def _seconds_or_zero(r: _Reader, name: str, default: float) -> float:
+    value = r.get(name, float, default, "seconds (0 turns it off)")
+    if value < 0:
+        raise r.error(name, f"seconds >= 0 (0 turns it off), got {value}")
+    return value
+
+
+def _inbound(
+    source: str, items: list[Any], providers: dict[str, ProviderSettings], accounts: dict[str, Account]
+) -> tuple[InboundRoute, ...]:
+    out = []
+    for i, body in enumerate(items):
+        prefix = f"inbound[{i}]"
+        if not isinstance(body, dict):
+            raise ConfigError(source, prefix, "a table")
+        r = _Reader(source, body, prefix)
+        account = r.get("account", str, "", "a system_id")
+        if account not in accounts:
+            raise r.error("account", f"names of [accounts.*] tables, got {account!r}")
+        numbers = tuple(str(n).lstrip("+") for n in r.get("numbers", list, [], "a list of numbers or '*'"))
+        if not numbers:
+            raise r.error("numbers", "a non-empty list of numbers (our numbers, SIMs, short codes) or '*'")
+        names = tuple(r.get("providers", list, [], "a list of provider names"))
+        for n in names:
+            if n not in providers:
+                raise r.error("providers", f"names of [providers.*] tables, got {n!r}")
+        out.append(InboundRoute(account, numbers, names))
+        r.finish()
+    return tuple(out)
 
 
 def _routes(
@@ -372,7 +435,14 @@ def _routes(
             if not p.isdigit():
                 raise r.error("prefixes", f"digits only, got {p!r}")
         sources = tuple(str(s) for s in r.get("sources", list, [], "a list of source addresses"))
-        routes.append(Route(tuple(names), accts, prefixes, sources))
+        weights = tuple(r.get("weights", list, [], "a list of weights, one per provider"))
+        if weights and (
+            len(weights) != len(names)
+            or any(isinstance(w, bool) or not isinstance(w, int | float) or w < 0 for w in weights)
+            or not sum(weights)
+        ):
+            raise r.error("weights", f"{len(names)} numbers >= 0, one per provider, not all 0")
+        routes.append(Route(tuple(names), accts, prefixes, sources, tuple(float(w) for w in weights)))
         r.finish()
     if not routes:
         # No routes: everything goes to the first provider, which is what a one-provider file means.

@@ -241,9 +241,17 @@ class ProviderSettings:
     name: str
     type: str
     url: str
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict, repr=False)  # may hold credentials
     source: str = "<config>"  # the config file's path, for errors
     timeout: float = 10.0  # seconds per HTTP request
+    # Read by the gateway, not the adapter:
+    webhook_secret: str = field(default="", repr=False)  # required in the webhook URL or X-Webhook-Secret
+    webhook_allow: tuple[str, ...] = ()  # source networks allowed to call the webhook; empty: any
+    balance_interval: float = 300.0  # seconds between balance polls (0: never)
+    senders_interval: float = 600.0  # seconds between sender-list refreshes (0: never)
+    inbound_interval: float = 15.0  # seconds between MO polls where the API has one (0: never)
+    poll_first: float = 5.0  # seconds from acceptance to the first status poll
+    poll_max_gap: float = 600.0  # longest gap between two polls of one message
 
     def get(
         self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, secret: bool = False
