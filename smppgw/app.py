@@ -21,6 +21,7 @@ from smppgw.providers.base import Provider
 from smppgw.server.factory import SmppFactory
 from smppgw.store.sqlite import SqliteStore
 from smppgw.web.site import make_site
+from smppgw.web.webhooks import Webhooks
 
 log = logging.getLogger("smppgw.app")
 
@@ -59,7 +60,9 @@ class App:
         self.providers = {name: build_provider(s, reactor) for name, s in config.providers.items()}
         self.gateway = Gateway(config, self.store, self.providers, self.metrics, reactor)
         self.factory = SmppFactory(self.gateway, config.server, self.metrics, reactor)
-        self.site = make_site(self.metrics, self.gateway.healthy)
+        hooks = Webhooks(self.providers, config.providers, self.gateway.on_report, self.gateway.on_inbound,
+                         self.metrics)
+        self.site = make_site(self.metrics, self.gateway.healthy, hooks)
         self.smpp_port: IListeningPort | None = None
         self.http_port: IListeningPort | None = None
 

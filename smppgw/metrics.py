@@ -74,9 +74,17 @@ class Metrics:
         self.provider_balance = Gauge(
             "smppgw_provider_balance", "Balance the provider reports", ["provider", "currency"], registry=r
         )
-        self.store_commits = Counter("smppgw_store_commits", "Store transactions committed", registry=r)
-        self.store_ops = Counter(
-            "smppgw_store_ops", "Store writes committed (grouped into commits)", registry=r
+        self.webhooks = Counter(
+            "smppgw_webhooks",
+            "Provider webhook calls by provider and result",
+            ["provider", "result"],
+            registry=r,
+        )
+        self.inbound = Counter(
+            "smppgw_inbound_messages",
+            "MO messages from providers by account and result",
+            ["account", "result"],
+            registry=r,
         )
         self._children: dict[tuple, MetricWrapperBase] = {}
 

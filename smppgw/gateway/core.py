@@ -11,18 +11,21 @@ Sessions reach the gateway through `authenticate`, `session_bound`/`session_gone
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from twisted.internet.interfaces import IReactorTime
 
 from smppgw.config import Account, Config
+from smppgw.gateway.chores import Chores
 from smppgw.gateway.dispatch import Dispatcher
 from smppgw.gateway.ids import IdIssuer
 from smppgw.gateway.outbox import DeliverySession, Outbox
 from smppgw.gateway.passwords import PasswordChecker
-from smppgw.gateway.receipts import build_receipt, wants_receipt
+from smppgw.gateway.receipts import build_mo, build_receipt, wants_receipt
 from smppgw.gateway.router import NoRoute, Router
 from smppgw.gateway.submit import Refused, prepare
 from smppgw.gateway.tracker import Tracker
@@ -33,6 +36,7 @@ from smppgw.providers.base import (
     REJECTED,
     UNDELIVERABLE,
     UNKNOWN,
+    Inbound,
     OutboundSms,
     Provider,
     SendResult,
@@ -57,6 +61,7 @@ log = logging.getLogger("smppgw.gateway")
 
 Reply = Callable[[int, str], None]  # (command_status, message_id)
 EARLY_REPORTS_MAX = 10_000
+RECENT_MO_MAX = 10_000
 EARLY_REPORT_TTL = 120.0
 
 
@@ -90,8 +95,11 @@ class Gateway:
             self._next_provider,
             retries=lambda record: record.id not in self._held_acks,
         )
+        self.chores = Chores(providers, config.providers, clock, metrics, self.on_inbound)
+        self._recent_mo: OrderedDict[str, None] = OrderedDict()  # MO keys seen lately, for de-duplication
         self.tracker = Tracker(
             providers,
+            config.providers,
             clock,
             metrics,
             config.dispatch.status_horizon,
@@ -103,6 +111,7 @@ class Gateway:
         self.ids = IdIssuer(1)
         self.live: dict[str, MessageRecord] = {}  # unfinished messages by our id
         self.by_provider_id: dict[tuple[str, str], MessageRecord] = {}
+        self._tried: dict[str, set[str]] = {}  # providers a message failed over from
         self._held_acks: dict[str, Reply] = {}  # ack = "provider": replies waiting for the provider
         self._early: dict[
             tuple[str, str], tuple[float, StatusReport]
@@ -123,6 +132,7 @@ class Gateway:
         for record in snap.unfinished:
             self._resume(record)
         self.tracker.start()
+        self.chores.start()
         self.started = True
         event(
             log,
@@ -145,11 +155,12 @@ class Gateway:
         else:
             self.by_provider_id[(record.provider, record.provider_id)] = record
             if self.tracker.should_poll(record, resumed=True):
-                self.tracker.track(record, first=1.0)
+                self.tracker.track(record, resumed=True)
 
     def stop(self) -> None:
         self.dispatcher.stop()
         self.tracker.stop()
+        self.chores.stop()
         self.outbox.stop()
 
     def healthy(self) -> bool:
@@ -256,13 +267,17 @@ class Gateway:
         )
 
     def _next_provider(self, record: MessageRecord) -> str | None:
+        """The first provider of the message's route (in config order) it has not tried yet."""
         try:
             chain = self.router.route(record.account, record.destination, record.source)
         except NoRoute:
             return None
-        if record.provider in chain:
-            i = chain.index(record.provider)
-            return chain[i + 1] if i + 1 < len(chain) else None
+        tried = self._tried.setdefault(record.id, {record.provider})
+        tried.add(record.provider)
+        for name in sorted(chain, key=self.router.order(record.account, record.destination, record.source)):
+            if name not in tried:
+                tried.add(name)
+                return name
         return None
 
     # -- provider results and reports -------------------------------------------------------
@@ -370,6 +385,7 @@ class Gateway:
         record.err = (err or "000")[:3].rjust(3, "0")
         record.done_at = done_at if done_at is not None else self.clock.seconds()
         self.live.pop(record.id, None)
+        self._tried.pop(record.id, None)
         if record.provider_id:
             self.by_provider_id.pop((record.provider, record.provider_id), None)
         ops: list[Op] = [UpdateMessage(record)]
@@ -390,6 +406,60 @@ class Gateway:
         self.store.write(ops, committed)
 
     # -- queries ------------------------------------------------------------------------------
+
+    # -- MO from providers --------------------------------------------------------------------
+
+    def on_inbound(self, provider: str, item: Inbound, done: Callable[[bool], None] | None = None) -> None:
+        """An MO message a provider reported (poll or webhook): to the account owning the number.
+
+        `done(True)` once it is committed (or known already), `done(False)` if it could not be
+        stored, so a webhook can answer 2xx only for what is safe.
+        """
+        answer = done or (lambda ok: None)
+        account = self._inbound_account(provider, item.destination)
+        if account is None:
+            # No [[inbound]] entry names this number: nobody to give it to. Say so loudly; a 2xx
+            # stops the provider's retries, which would not change the config.
+            event(log, "inbound_unrouted", logging.ERROR, provider=provider, destination=item.destination)
+            self.metrics.child(self.metrics.inbound, "-", "unrouted").inc()
+            answer(True)
+            return
+        ident = item.provider_id or hashlib.sha1(
+            f"{item.source}|{item.destination}|{item.text}|{item.received_at}".encode()
+        ).hexdigest()[:20]
+        key = f"mo/{provider}/{ident}"
+        if key in self._recent_mo:
+            self.metrics.child(self.metrics.inbound, account, "duplicate").inc()
+            answer(True)
+            return
+        self._recent_mo[key] = None
+        while len(self._recent_mo) > RECENT_MO_MAX:
+            self._recent_mo.popitem(last=False)
+        record = build_mo(key, account, self.ids.issue("decimal", 10), item, self.clock.seconds())
+
+        def committed(error: BaseException | None) -> None:
+            if error is not None:
+                self._recent_mo.pop(key, None)
+                event(log, "inbound_store_failed", logging.ERROR, provider=provider, error=repr(error))
+                answer(False)
+                return
+            self.metrics.child(self.metrics.inbound, account, "accepted").inc()
+            self.outbox.add(record)
+            answer(True)
+
+        self.store.write([AddOutbox(record)], committed, high_id=self.ids.high)
+
+    def _inbound_account(self, provider: str, number: str) -> str | None:
+        number = number.lstrip("+")
+        fallback = None
+        for route in self.config.inbound:
+            if route.providers and provider not in route.providers:
+                continue
+            if number in route.numbers:
+                return route.account
+            if "*" in route.numbers and fallback is None:
+                fallback = route.account
+        return fallback
 
     def live_message(self, message_id: str) -> MessageRecord | None:
         return self.live.get(message_id)

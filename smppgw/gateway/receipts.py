@@ -1,12 +1,14 @@
-"""Which state changes produce a receipt, and the deliver_sm a receipt becomes (as an outbox
-record: columns, built into a PDU only when it is sent)."""
+"""Which state changes produce a receipt, and the deliver_sm a receipt or an MO message becomes
+(as an outbox record: columns, built into a PDU only when it is sent)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from smppgw.providers.base import Inbound
 from smppgw.smpp.constants import ESM_DELIVERY_RECEIPT, MessageState
 from smppgw.smpp.receipt import STAT_BY_STATE, Receipt, format_receipt
+from smppgw.smpp.text import gsm_encode, is_gsm
 from smppgw.store.base import MessageRecord, OutboxRecord
 
 FINAL = frozenset(s for s in range(2, 9))
@@ -57,4 +59,28 @@ def build_receipt(msg: MessageRecord, state: int, now: float) -> OutboxRecord:
         short_message=text,
         created_at=now,
         user_message_reference=msg.user_message_reference,
+    )
+
+
+def build_mo(key: str, account: str, message_id: str, item: Inbound, now: float) -> OutboxRecord:
+    """An MO message from a provider as a deliver_sm to the account (GSM if it fits, else UCS2)."""
+    if is_gsm(item.text):
+        data, dc = gsm_encode(item.text), 0
+    else:
+        data, dc = item.text.encode("utf-16-be"), 8
+    return OutboxRecord(
+        key=key,
+        account=account,
+        message_id=message_id,
+        state=0,
+        source_addr=item.source,
+        source_ton=1,
+        source_npi=1,
+        dest_addr=item.destination,
+        dest_ton=1 if item.destination.isdigit() and len(item.destination) > 6 else 0,
+        dest_npi=1,
+        esm_class=0,
+        data_coding=dc,
+        short_message=data,
+        created_at=now,
     )

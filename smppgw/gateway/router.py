@@ -2,10 +2,14 @@
 
 A route matches on account, destination prefix and source address; among the routes that
 match, the one with the longest matching prefix wins, then the first in the file. A route
-with no conditions is the default.
+with no conditions is the default. A route with `weights` splits traffic: each message draws
+its first provider by weight, and the others follow as its failover chain.
 """
 
 from __future__ import annotations
+
+import random
+from collections.abc import Callable
 
 from smppgw.config import Route
 
@@ -18,7 +22,20 @@ class Router:
     def __init__(self, routes: tuple[Route, ...]) -> None:
         self.routes = routes
 
+    def order(self, account: str, destination: str, source: str) -> Callable[[str], int]:
+        """Sort key: a provider's position in the matching route as written in the config."""
+        listed = self._match(account, destination, source).providers
+        return lambda name: listed.index(name) if name in listed else len(listed)
+
     def route(self, account: str, destination: str, source: str) -> tuple[str, ...]:
+        best = self._match(account, destination, source)
+        if best.weights:
+            # weighted split: one provider drawn by weight goes first, the rest stay as failover
+            first = random.choices(best.providers, best.weights)[0]
+            return (first, *(p for p in best.providers if p != first))
+        return best.providers
+
+    def _match(self, account: str, destination: str, source: str) -> Route:
         best: Route | None = None
         best_len = -1
         for route in self.routes:
@@ -36,4 +53,4 @@ class Router:
                 best, best_len = route, length
         if best is None:
             raise NoRoute(f"no route for account {account!r}")
-        return best.providers
+        return best

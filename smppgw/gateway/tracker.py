@@ -18,13 +18,12 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from smppgw.aio import start
 from smppgw.logs import event
 from smppgw.metrics import Metrics
-from smppgw.providers.base import Provider, ProviderError, StatusReport
+from smppgw.providers.base import Provider, ProviderError, ProviderSettings, StatusReport
 from smppgw.store.base import MessageRecord
 
 log = logging.getLogger("smppgw.tracker")
 
-FIRST_POLL = 5.0
-MAX_POLL_GAP = 600.0
+RESUMED_FIRST_POLL = 1.0  # after a restart: ask soon, the answer may be waiting
 TICK = 1.0
 HORIZON_SWEEP = 60.0
 
@@ -33,6 +32,7 @@ class Tracker:
     def __init__(
         self,
         providers: dict[str, Provider],
+        settings: dict[str, ProviderSettings],
         clock: IReactorTime,
         metrics: Metrics,
         horizon: float,
@@ -41,7 +41,8 @@ class Tracker:
         on_report: Callable[[str, StatusReport], None],
         on_horizon: Callable[[MessageRecord], None],
     ) -> None:
-        self.providers, self.clock, self.metrics, self.horizon = providers, clock, metrics, horizon
+        self.providers, self.settings = providers, settings
+        self.clock, self.metrics, self.horizon = clock, metrics, horizon
         self.lookup, self.unfinished, self.on_report, self.on_horizon = (
             lookup,
             unfinished,
@@ -66,8 +67,11 @@ class Tracker:
             return False
         return resumed or not getattr(p, "pushes_reports", False)
 
-    def track(self, record: MessageRecord, first: float = FIRST_POLL) -> None:
-        heapq.heappush(self._heap, (self.clock.seconds() + first, record.id, first))
+    def track(self, record: MessageRecord, resumed: bool = False, gap: float | None = None) -> None:
+        if gap is None:
+            s = self.settings.get(record.provider)
+            gap = RESUMED_FIRST_POLL if resumed or s is None else s.poll_first
+        heapq.heappush(self._heap, (self.clock.seconds() + gap, record.id, gap))
         if self._tick is None or not self._tick.active():
             self._tick = self.clock.callLater(TICK, self.poll_due)
 
@@ -103,9 +107,11 @@ class Tracker:
         self.metrics.child(self.metrics.provider_requests, name, "poll", outcome).inc()
         for report in reports:
             self.on_report(name, report)
+        s = self.settings.get(name)
+        max_gap = s.poll_max_gap if s is not None else 600.0
         for record, gap in items:
             if self.lookup(record.id) is not None:
-                self.track(record, min(gap * 2, MAX_POLL_GAP))
+                self.track(record, gap=min(max(gap, 1.0) * 2, max_gap))
 
     def sweep(self) -> None:
         """Final UNKNOWN for every message past the horizon (push providers included)."""

@@ -1,4 +1,4 @@
-"""The HTTP side (twisted.web): GET /metrics, GET /healthz; provider webhooks come later here.
+"""The HTTP side (twisted.web): GET /metrics, GET /healthz, POST /webhooks/<provider>.
 
 No business rules: /healthz asks the gateway, /metrics renders the registry.
 """
@@ -41,10 +41,12 @@ class HealthPage(Resource):
         return b"unavailable\n"
 
 
-def make_site(metrics: Metrics, healthy: Callable[[], bool]) -> Site:
+def make_site(metrics: Metrics, healthy: Callable[[], bool], webhooks: Resource | None = None) -> Site:
     root = Resource()
     root.putChild(b"metrics", MetricsPage(metrics))
     root.putChild(b"healthz", HealthPage(healthy))
+    if webhooks is not None:
+        root.putChild(b"webhooks", webhooks)
     site = Site(root)
     site.log = lambda request: None  # no access log line per scrape: metrics count what matters
     site.noisy = False
