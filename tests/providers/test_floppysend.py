@@ -268,6 +268,14 @@ async def test_comma_batching_joins_same_text_and_keeps_per_recipient_results(fa
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_later_group_failing_keeps_the_ids_of_groups_already_sent(fake):
+    batch = [sms(mid="a"), sms("380501230004", mid="b", text="Other")]  # the second request gets 429
+    results = await aio(using(adapter_for(fake.url, batch_size=10), lambda a: a.send(batch)))
+    assert results[0].ok and results[0].provider_id in fake.messages
+    assert isinstance(results[1].error, Retryable) and results[1].error.command_status == ESME_RTHROTTLED
+
+
+@pytest_twisted.ensureDeferred
 async def test_overlong_alpha_sender_is_refused_without_a_request(fake):
     [result] = await aio(using(adapter_for(fake.url), lambda a: a.send([sms(source="TwelveLetter")])))
     assert result.error.command_status == ESME_RINVSRCADR and fake.requests == []
@@ -569,6 +577,18 @@ def test_fake_dlrs_round_trip_through_parse_webhook(clock, receiver, parser, dlr
     [report] = parser.parse_webhook(hook(receiver.hits[0][2], receiver.hits[0][1]))
     assert (report.provider_id, report.state, report.err) == (pid, state, err)
     assert report.destination == f"38050123{suffix}" and report.final
+
+
+def test_fake_counts_the_delivery_delay_from_sched(clock, receiver):
+    with FakeFloppySend(api_key=KEY, clock=clock, delay=1, webhook_url=f"{receiver.url}/dlr") as fake:
+        form = {"To": OK_NUMBER, "From": "Shop", "Dcs": "0", "Text": "Hi", "Sched": "2027-01-15T08:01:40"}
+        answer = httpx.post(f"{fake.url}/sms", data=form, headers={"X-api-key": KEY}).json()
+        assert answer["Result"] == "Success"
+        fake.advance(100)  # the fake clock starts at 2027-01-15T08:00:00 UTC
+        receiver.settle(fake)
+        assert receiver.hits == []
+        fake.advance(1)
+        receiver.wait_hits(fake, 1)
 
 
 def test_fake_never_sends_a_final_dlr_for_a_never_final_number(clock, receiver):
