@@ -78,29 +78,19 @@ from smppgw.providers.http import classify_status, make_client, request
 log = logging.getLogger(__name__)
 
 # Every word FloppySend may use, lower-cased, to SMPP message_state.
+# fmt: off
 STATUS_TABLE: dict[str, int] = {
     "sent": ENROUTE,  # the send answer: accepted, not yet delivered
     # Webhook words from help.floppysend.com/article/503 (casing unknown).
-    "delivered": DELIVERED,
-    "undelivered": UNDELIVERABLE,
-    "rejected": REJECTED,
-    "expired": EXPIRED,
+    "delivered": DELIVERED, "undelivered": UNDELIVERABLE, "rejected": REJECTED, "expired": EXPIRED,
     # SMPP receipt words, for receipt-like bodies.
-    "delivrd": DELIVERED,
-    "undeliv": UNDELIVERABLE,
-    "rejectd": REJECTED,
-    "enroute": ENROUTE,
-    "deleted": DELETED,
-    "unknown": UNKNOWN,
+    "delivrd": DELIVERED, "undeliv": UNDELIVERABLE, "rejectd": REJECTED, "enroute": ENROUTE,
+    "deleted": DELETED, "unknown": UNKNOWN,
     # [INF] Queue words mean "taken by the provider", never SMPP ACCEPTED (6, final).
-    "accepted": ENROUTE,
-    "acceptd": ENROUTE,
-    "queued": ENROUTE,
-    "pending": ENROUTE,
-    "submitted": ENROUTE,
-    "failed": UNDELIVERABLE,
-    "undeliverable": UNDELIVERABLE,
+    "accepted": ENROUTE, "acceptd": ENROUTE, "queued": ENROUTE, "pending": ENROUTE, "submitted": ENROUTE,
+    "failed": UNDELIVERABLE, "undeliverable": UNDELIVERABLE,
 }
+# fmt: on
 
 # Error_Desc words → command_status, first match wins; used when `error_codes` lacks the code.
 # Whole words only: "Unable to deliver" must not read as a bad `To`.
