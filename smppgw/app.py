@@ -3,6 +3,7 @@ HTTP site; and takes it apart again on shutdown (unbind sessions, drain, close).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -12,7 +13,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import deferLater
 
 from smppgw.aio import as_deferred
-from smppgw.config import Config, ProviderSettings
+from smppgw.config import Config, ConfigError, ProviderSettings
 from smppgw.gateway.core import Gateway
 from smppgw.logs import event
 from smppgw.metrics import Metrics
@@ -28,9 +29,21 @@ log = logging.getLogger("smppgw.app")
 
 def build_provider(settings: ProviderSettings, clock: Any) -> Provider:
     cls = adapter_class(settings.type)
-    if settings.type == "simulator":
-        return cls(settings, clock=clock)
-    return cls(settings)
+    provider = cls(settings, clock=clock) if settings.type == "simulator" else cls(settings)
+    # The same two limits for every provider, whatever the adapter reads itself.
+    overrides = {}
+    for key in ("max_concurrency", "requests_per_second"):
+        if key in settings.options:
+            kind = int if key == "max_concurrency" else (int, float)
+            value = settings.get(key, kind)
+            if value <= 0:
+                raise ConfigError(
+                    settings.source, f"providers.{settings.name}.{key}", f"a number > 0, got {value}"
+                )
+            overrides[key] = value
+    if overrides:
+        provider.limits = dataclasses.replace(provider.limits, **overrides)
+    return provider
 
 
 class _StoreCollector:
@@ -60,8 +73,9 @@ class App:
         self.providers = {name: build_provider(s, reactor) for name, s in config.providers.items()}
         self.gateway = Gateway(config, self.store, self.providers, self.metrics, reactor)
         self.factory = SmppFactory(self.gateway, config.server, self.metrics, reactor)
-        hooks = Webhooks(self.providers, config.providers, self.gateway.on_report, self.gateway.on_inbound,
-                         self.metrics)
+        hooks = Webhooks(
+            self.providers, config.providers, self.gateway.on_report, self.gateway.on_inbound, self.metrics
+        )
         self.site = make_site(self.metrics, self.gateway.healthy, hooks)
         self.smpp_port: IListeningPort | None = None
         self.http_port: IListeningPort | None = None

@@ -51,8 +51,10 @@ async def test_webhook_needs_its_secret_and_a_repeated_report_gives_one_receipt(
     fake = FakeFloppySend(api_key="k", delay=0.1).start()  # no webhook_url: the test posts itself
     app = start_app(
         tmp_path,
-        providers={"fl": {"type": "floppysend", "url": fake.url, "api_key": "k", "webhook_secret": SECRET},
-                   "open": {"type": "floppysend", "url": fake.url, "api_key": "k"}},
+        providers={
+            "fl": {"type": "floppysend", "url": fake.url, "api_key": "k", "webhook_secret": SECRET},
+            "open": {"type": "floppysend", "url": fake.url, "api_key": "k"},
+        },
         routes=[{"providers": ["fl"]}],
     )
     base = f"http://127.0.0.1:{http_port(app)}/webhooks"
@@ -64,7 +66,9 @@ async def test_webhook_needs_its_secret_and_a_repeated_report_gives_one_receipt(
         assert esme.pump(lambda: esme.resps)
         assert wait_until(lambda: fake.messages)  # the send reaches the fake after the ack
         pid = next(iter(fake.messages))
-        report = json.dumps({"ID": pid, "To": "380671231111", "Status": "Delivered", "Error_Code": "0"}).encode()
+        report = json.dumps(
+            {"ID": pid, "To": "380671231111", "Status": "Delivered", "Error_Code": "0"}
+        ).encode()
         codes = {
             "no secret": post(f"{base}/fl", report),
             "wrong secret": post(f"{base}/fl/nope", report),
@@ -80,8 +84,15 @@ async def test_webhook_needs_its_secret_and_a_repeated_report_gives_one_receipt(
 
     try:
         codes, esme = await deferToThread(scenario)
-        assert codes == {"no secret": 401, "wrong secret": 401, "no config": 403, "unknown provider": 404,
-                         "unreadable": 400, "header secret": 200, "repeat": 200}
+        assert codes == {
+            "no secret": 401,
+            "wrong secret": 401,
+            "no config": 403,
+            "unknown provider": 404,
+            "unreadable": 400,
+            "header secret": 200,
+            "repeat": 200,
+        }
         assert [receipt_fields(r)["stat"] for r in esme.receipts] == ["DELIVRD"]
     finally:
         await app.stop(grace=1.0)
@@ -91,8 +102,12 @@ async def test_webhook_needs_its_secret_and_a_repeated_report_gives_one_receipt(
 @pytest_twisted.ensureDeferred
 async def test_webhook_allowlist_refuses_other_sources(tmp_path):
     fake = FakeFloppySend(api_key="k").start()
-    app = start_app(tmp_path, providers={"fl": {"type": "floppysend", "url": fake.url, "api_key": "k",
-                                                "webhook_allow": ["10.0.0.0/8"]}})
+    app = start_app(
+        tmp_path,
+        providers={
+            "fl": {"type": "floppysend", "url": fake.url, "api_key": "k", "webhook_allow": ["10.0.0.0/8"]}
+        },
+    )
     url = f"http://127.0.0.1:{http_port(app)}/webhooks/fl"
     try:
         code = await deferToThread(post, url, b'{"ID":"1","Status":"Delivered"}')
@@ -109,17 +124,32 @@ async def test_mo_from_polling_and_from_webhook_reach_the_account_owning_the_num
     app = start_app(
         tmp_path,
         providers={
-            "se": {"type": "smsend", "url": smsend.url, "username": "u", "password": "p", "inbound_interval": 0.2},
-            "sp": {"type": "smspartner", "url": partner.url, "api_key": "k", "webhook_secret": SECRET,
-                   "reply_destination": "36180"},
+            "se": {
+                "type": "smsend",
+                "url": smsend.url,
+                "username": "u",
+                "password": "p",
+                "inbound_interval": 0.2,
+            },
+            "sp": {
+                "type": "smspartner",
+                "url": partner.url,
+                "api_key": "k",
+                "webhook_secret": SECRET,
+                "reply_destination": "36180",
+            },
             "sim": {"type": "simulator", "delay": 0},
         },
         routes=[{"providers": ["sim"]}],
         inbound=[{"account": "demo", "numbers": ["393400000001", "36180"]}],
     )
     smsend.add_inbound(sender="+393471234567", message="hello from Italy", id_sim="+393400000001")
-    partner.add_reply("33612345678", "oui merci", message_id=77,
-                      url=f"http://127.0.0.1:{http_port(app)}/webhooks/sp/{SECRET}")
+    partner.add_reply(
+        "33612345678",
+        "oui merci",
+        message_id=77,
+        url=f"http://127.0.0.1:{http_port(app)}/webhooks/sp/{SECRET}",
+    )
     port = smpp_port(app)
 
     def scenario():
@@ -131,10 +161,14 @@ async def test_mo_from_polling_and_from_webhook_reach_the_account_owning_the_num
 
     try:
         esme = await deferToThread(scenario)
-        got = sorted((p.source_addr.decode(), p.destination_addr.decode(), p.short_message.decode())
-                     for p in esme.other)
-        assert got == [("33612345678", "36180", "oui merci"),
-                       ("393471234567", "393400000001", "hello from Italy")]
+        got = sorted(
+            (p.source_addr.decode(), p.destination_addr.decode(), p.short_message.decode())
+            for p in esme.other
+        )
+        assert got == [
+            ("33612345678", "36180", "oui merci"),
+            ("393471234567", "393400000001", "hello from Italy"),
+        ]
         assert all(p.esm_class == 0 and p.data_coding == 0 for p in esme.other)
     finally:
         await app.stop(grace=1.0)
@@ -155,8 +189,14 @@ async def test_ack_provider_mode_answers_with_the_providers_verdict(tmp_path):
     def scenario():
         esme = connect(port)
         for dest in ("380671230000", "380671230001"):  # ...0001: the provider refuses the number
-            esme.client.send_message(source_addr_ton=5, source_addr="VashZakaz", dest_addr_ton=1,
-                                     destination_addr=dest, short_message=b"x", registered_delivery=1)
+            esme.client.send_message(
+                source_addr_ton=5,
+                source_addr="VashZakaz",
+                dest_addr_ton=1,
+                destination_addr=dest,
+                short_message=b"x",
+                registered_delivery=1,
+            )
         assert esme.pump(lambda: len(esme.resps) == 2)
         esme.pump(lambda: len(esme.receipts) >= 1, timeout=10)
         esme.pump(lambda: False, timeout=0.5)

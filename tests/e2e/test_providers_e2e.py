@@ -35,12 +35,22 @@ async def test_submit_reaches_the_provider_and_its_status_comes_back_as_a_receip
 
     def scenario():
         esme = connect(port)
-        esme.client.send_message(source_addr_ton=5, source_addr=sender, dest_addr_ton=1,
-                                 destination_addr="380671230000", short_message=b"to be delivered",
-                                 registered_delivery=1)
-        esme.client.send_message(source_addr_ton=5, source_addr=sender, dest_addr_ton=1,
-                                 destination_addr="380671230002", short_message=b"to fail",
-                                 registered_delivery=1)
+        esme.client.send_message(
+            source_addr_ton=5,
+            source_addr=sender,
+            dest_addr_ton=1,
+            destination_addr="380671230000",
+            short_message=b"to be delivered",
+            registered_delivery=1,
+        )
+        esme.client.send_message(
+            source_addr_ton=5,
+            source_addr=sender,
+            dest_addr_ton=1,
+            destination_addr="380671230002",
+            short_message=b"to fail",
+            registered_delivery=1,
+        )
         ok = esme.pump(lambda: len(esme.receipts) == 2, timeout=20)
         esme.close()
         return ok, esme
@@ -53,6 +63,9 @@ async def test_submit_reaches_the_provider_and_its_status_comes_back_as_a_receip
         stats = {r.source_addr.decode(): receipt_fields(r)["stat"] for r in esme.receipts}
         assert stats == {"380671230000": "DELIVRD", "380671230002": "UNDELIV"}
         assert {r.receipted_message_id.decode() for r in esme.receipts} == ids
+        metrics = app.metrics.exposition().decode()
+        assert 'smppgw_provider_balance{currency="' in metrics  # polled at start
+        assert 'smppgw_provider_requests_total{call="send",outcome="ok",provider="p"}' in metrics
         sent = {m.destination.lstrip("+"): m for m in fake.messages.values()}
         assert set(sent) == {"380671230000", "380671230002"}
         assert sent["380671230000"].text == "to be delivered"

@@ -131,3 +131,54 @@ def test_hash_password_output_is_accepted_by_config_and_checker(tmp_path):
     assert checker.check(c.accounts["demo"].password, "pw1234")
     assert not checker.check(c.accounts["demo"].password, "pw12345")
     assert checker.check(c.accounts["demo"].password, "pw1234")  # cached path
+
+
+def test_example_config_across_the_fakes_is_valid():
+    r = run_cli("check-config", "conf/examples/fakes.toml")
+    assert r.returncode == 0, r.stderr
+    assert "5 provider(s), 4 route(s)" in r.stdout
+
+
+def test_provider_limits_from_the_config_must_be_positive(tmp_path):
+    bad = write(tmp_path, MINIMAL + "max_concurrency = 0\n")
+    r = run_cli("check-config", str(bad))
+    assert r.returncode == 2 and "providers.sim.max_concurrency" in r.stderr
+
+
+def test_fake_provider_command_serves_until_stopped():
+    import json
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "smppgw",
+            "fake-provider",
+            "smsclub",
+            "--port",
+            str(port),
+            "--option",
+            "token=t1",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "fake smsclub provider on" in proc.stdout.readline()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/sms/balance",
+            data=b"{}",
+            method="POST",
+            headers={"Authorization": "Bearer t1", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert "success_request" in json.loads(resp.read())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -32,9 +32,22 @@ class Provider:
 
 
 def record(i, provider="a"):
-    return MessageRecord(id=str(i), account="demo", source="S", source_ton=0, source_npi=0, destination="3805",
-                         dest_ton=1, dest_npi=1, text="t", data_coding=0, esm_class=0, registered_delivery=1,
-                         submitted_at=0.0, provider=provider)
+    return MessageRecord(
+        id=str(i),
+        account="demo",
+        source="S",
+        source_ton=0,
+        source_npi=0,
+        destination="3805",
+        dest_ton=1,
+        dest_npi=1,
+        text="t",
+        data_coding=0,
+        esm_class=0,
+        registered_delivery=1,
+        submitted_at=0.0,
+        provider=provider,
+    )
 
 
 def make(providers, chain, **cfg):
@@ -47,7 +60,7 @@ def make(providers, chain, **cfg):
         Metrics(),
         lambda r, res: results.append((r.id, r.provider, res)),
         lambda r: OutboundSms(r.id, r.source, r.destination, r.text),
-        lambda r: next((p for p in chain[chain.index(r.provider) + 1:]), None),
+        lambda r: next((p for p in chain[chain.index(r.provider) + 1 :]), None),
     )
     return d, clock, results
 
@@ -114,8 +127,9 @@ async def test_no_provider_left_reports_the_last_error():
 @pytest_twisted.ensureDeferred
 async def test_open_breaker_sends_new_messages_to_the_next_provider_and_retries_after_cooldown():
     a, b = Provider("a", fail=True, batch_size=1), Provider("b")
-    d, clock, results = make({"a": a, "b": b}, ["a", "b"], max_attempts=100, breaker_threshold=2,
-                             breaker_cooldown=30)
+    d, clock, results = make(
+        {"a": a, "b": b}, ["a", "b"], max_attempts=100, breaker_threshold=2, breaker_cooldown=30
+    )
     d.enqueue(record(1))
     d.enqueue(record(2))
     await turn()
