@@ -7,8 +7,53 @@ a message id.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
+
+
+class CounterTable:
+    """A labelled counter for the per-PDU and per-message paths: a dict of plain integers,
+    turned into a Prometheus counter family only when scraped (no lock per increment; the
+    counts are only touched from the event loop)."""
+
+    def __init__(self, name: str, documentation: str, labels: list[str], registry: CollectorRegistry) -> None:
+        self.name, self.documentation, self.label_names = name, documentation, labels
+        self.counts: dict[tuple[str, ...], int] = {}
+        registry.register(self)
+
+    def inc(self, *labels: str) -> None:
+        counts = self.counts
+        counts[labels] = counts.get(labels, 0) + 1
+
+    def value(self, *labels: str) -> int:
+        return self.counts.get(labels, 0)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.label_names)
+        for labels, n in list(self.counts.items()):
+            family.add_metric(list(labels), n)
+        yield family
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.name, self.documentation, labels=self.label_names)
+
+
+class _Row:
+    """One label set of a CounterTable, resolved once like a prometheus child."""
+
+    __slots__ = ("counts", "labels")
+
+    def __init__(self, counts: dict[tuple[str, ...], int], labels: tuple[str, ...]) -> None:
+        self.counts, self.labels = counts, labels
+        counts.setdefault(labels, 0)
+
+    def inc(self, amount: int = 1) -> None:
+        self.counts[self.labels] += amount
+
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -16,20 +61,20 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
-        self.pdus = Counter(
+        self.pdus = CounterTable(
             "smppgw_pdus",
             "SMPP PDUs by direction, command and command_status",
             ["direction", "command", "status"],
-            registry=r,
+            r,
         )
         self.bad_pdus = Counter(
             "smppgw_bad_pdus", "PDUs refused or not understood, by reason", ["reason"], registry=r
         )
-        self.messages = Counter(
+        self.messages = CounterTable(
             "smppgw_messages",
             "Messages by account, provider and state reached",
             ["account", "provider", "state"],
-            registry=r,
+            r,
         )
         self.submit_latency = Histogram(
             "smppgw_submit_latency_seconds",
@@ -43,11 +88,11 @@ class Metrics:
             ["account", "bind"],
             registry=r,
         )
-        self.receipts = Counter(
+        self.receipts = CounterTable(
             "smppgw_receipts",
             "deliver_sm receipts answered by the ESME, by account, stat and result",
             ["account", "stat", "result"],
-            registry=r,
+            r,
         )
         self.outbox_depth = Gauge(
             "smppgw_receipt_outbox",
@@ -86,13 +131,16 @@ class Metrics:
             ["account", "result"],
             registry=r,
         )
-        self._children: dict[tuple, MetricWrapperBase] = {}
+        self._children: dict[tuple, Any] = {}
 
-    def child(self, metric: MetricWrapperBase, *labels: str) -> MetricWrapperBase:
+    def child(self, metric: MetricWrapperBase | CounterTable, *labels: str) -> Any:
         key = (id(metric), *labels)
         c = self._children.get(key)
         if c is None:
-            c = self._children[key] = metric.labels(*labels)
+            if isinstance(metric, CounterTable):
+                c = self._children[key] = _Row(metric.counts, labels)
+            else:
+                c = self._children[key] = metric.labels(*labels)
         return c
 
     def exposition(self) -> bytes:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import struct
 
 HDR = struct.Struct(">IIII")
 
 
+_ids = itertools.count(1)  # one counter for every connection: ids stay unique
+
+
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    counter = 0
     receipt_tail = (
         b" sub:001 dlvrd:001 submit date:2601010000 done date:2601010000 stat:DELIVRD err:000 text:x"
     )
@@ -24,7 +27,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 body = b"null\0"
                 writer.write(HDR.pack(16 + len(body), cmd | 0x80000000, 0, seq) + body)
             elif cmd == 0x04:
-                counter += 1
+                counter = next(_ids)
                 mid = b"%010d" % counter
                 writer.write(HDR.pack(27, 0x80000004, 0, seq) + mid + b"\0")
                 text = b"id:" + mid + receipt_tail

@@ -306,7 +306,8 @@ class FakeProvider:
                 status = self._post(w)
                 self.webhooks_sent.append((w.url, w.body, status))
                 if not 200 <= status < 300 and w.attempt < len(self.webhook_retry_delays):
-                    w.due = self.clock.now() + self.webhook_retry_delays[w.attempt]
+                    # from this round's time: a clock moved during the POST must not push it later
+                    w.due = now + self.webhook_retry_delays[w.attempt]
                     w.attempt += 1
                     with self._wake:
                         self._webhooks.append(w)

@@ -16,7 +16,9 @@ message accepted before a restart without any state.
 
 from __future__ import annotations
 
-import random
+import bisect
+import itertools
+import zlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -84,7 +86,8 @@ class Simulator:
                 settings.source, f"providers.{self.name}.delay", f"seconds >= 0, got {self.delay}"
             )
         self._words = list(outcomes)
-        self._weights = [float(outcomes[w]) for w in self._words]
+        self._cumulative = list(itertools.accumulate(float(outcomes[w]) for w in self._words))
+        self._total = self._cumulative[-1]
         self._suffixes = sorted(suffixes.items(), key=lambda kv: -len(kv[0]))
         self.limits = ProviderLimits(
             batch_size=settings.get("batch_size", int, 1000),
@@ -98,29 +101,27 @@ class Simulator:
         for suffix, word in self._suffixes:
             if destination.endswith(suffix):
                 return word
-        return random.Random(f"{self.seed}:{message_id}").choices(self._words, self._weights)[0]
+        # a hash, not a seeded Random per message: the same draw for the same (seed, id), cheaply
+        point = zlib.crc32(f"{self.seed}:{message_id}".encode()) / 0xFFFFFFFF * self._total
+        return self._words[min(bisect.bisect_right(self._cumulative, point), len(self._words) - 1)]
 
     async def send(self, batch: Sequence[OutboundSms]) -> list[SendResult]:
         now = self.clock.seconds()
         out = []
+        state = ENROUTE if self.enroute else 0
         for sms in batch:
             word = self.outcome(sms.message_id, sms.destination)
             pid = f"{sms.message_id}.{int(now * 1000)}.{word}"
-            out.append(
-                SendResult(
-                    sms.message_id,
-                    provider_id=pid,
-                    state=ENROUTE if self.enroute else 0,
-                    provider_status="ACCEPTED",
-                )
-            )
-            if self.report_sink is not None:
-                self.clock.callLater(self.delay, self._report, pid)
+            out.append(SendResult(sms.message_id, provider_id=pid, state=state, provider_status="ACCEPTED"))
+        if self.report_sink is not None:
+            self.clock.callLater(self.delay, self._report, [r.provider_id for r in out])  # one timer a batch
         self.sent += len(batch)
         return out
 
-    def _report(self, pid: str) -> None:
-        if self.report_sink is not None:
+    def _report(self, pids: list[str]) -> None:
+        for pid in pids:
+            if self.report_sink is None:
+                return
             self.report_sink(self._final(pid))
 
     def _final(self, pid: str) -> StatusReport:

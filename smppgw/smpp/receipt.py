@@ -43,10 +43,13 @@ def _date(dt: datetime) -> str:
     return dt.strftime("%y%m%d%H%M")
 
 
+_UNPRINTABLE = re.compile(r"[^ -~]")
+
+
 def _printable_ascii(text: str) -> str:
     # The receipt goes out as data_coding 0 ASCII; anything else would decode as garbage, and a
     # control character (a newline) can break clients that parse the text line-wise.
-    return "".join(ch if " " <= ch <= "~" else "?" for ch in text)
+    return text if text.isascii() and text.isprintable() else _UNPRINTABLE.sub("?", text)
 
 
 def format_receipt(r: Receipt) -> bytes:
