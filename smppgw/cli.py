@@ -101,7 +101,9 @@ def cmd_fake_provider(args: argparse.Namespace) -> int:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
             options[key] = value
-    fake = fake_class(args.type).from_options(args.port, options).start()
+    fake = fake_class(args.type).from_options(args.port, options)
+    fake.latency = args.latency
+    fake.start()
     print(f"fake {args.type} provider on {fake.url} (Ctrl-C to stop)", flush=True)
     try:
         while True:
@@ -135,6 +137,7 @@ def parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fake-provider", help="run a fake HTTP provider on 127.0.0.1 for trying routes")
     f.add_argument("type", help="smsfly, smsclub, smsend, floppysend or smspartner")
     f.add_argument("--port", type=int, default=0)
+    f.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     f.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="fake option (repeatable)"
     )

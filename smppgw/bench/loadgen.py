@@ -35,9 +35,16 @@ class Stats:
     last_receipt: float = 0.0
     # message id -> submit time; shared: a receipt may come back on any session of the account
     id_sent_at: dict[bytes, float] = field(default_factory=dict)
+    # receipts that beat their submit_sm_resp (they came on another session): id -> arrival
+    early: dict[bytes, float] = field(default_factory=dict)
+
+    def receipt(self, mid: bytes, sent: float, now: float) -> None:
+        self.receipts += 1
+        self.receipt_latency.append(now - sent)
+        self.last_receipt = max(self.last_receipt, now)
 
 
-def templates(mix: bool, rd: int) -> list[bytes]:
+def templates(mix: bool, rd: int, texts: int = 6) -> list[bytes]:
     """Encoded submit_sm bodies to cycle through (sequence number patched per send)."""
 
     def sm(dest: str, text: bytes, dc: int = 0, esm: int = 0) -> bytes:
@@ -56,17 +63,34 @@ def templates(mix: bool, rd: int) -> list[bytes]:
             )
         )
 
-    plain = [sm(f"38050{i:07d}", b"Benchmark message number %d, plain GSM text" % i) for i in range(6)]
+    # distinct numbers, as real traffic has (providers split repeated numbers into their own
+    # requests), none ending in the fakes' magic 0001-0007 suffixes
+    plain = [
+        sm(f"38050{i:05d}99", b"Benchmark message, plain GSM text %d" % (i % texts)) for i in range(3000)
+    ]
     if not mix:
         return plain
-    ucs2 = [sm(f"38067{i:07d}", f"Привіт, це тест 👋 {i}".encode("utf-16-be"), dc=8) for i in range(2)]
+    ucs2 = [
+        sm(f"38067{i:05d}99", f"Привіт, це тест 👋 {i % 2}".encode("utf-16-be"), dc=8) for i in range(1000)
+    ]
     long_text = b"Long GSM benchmark text that needs two parts. " * 4
     parts = []
-    for i in range(2):
+    for i in range(500):
         ref = random.randrange(256)
         chunks = [long_text[:153], long_text[153:]]
-        parts += [sm(f"38063{i:07d}", make_udh(ref, 2, n + 1) + c, esm=0x40) for n, c in enumerate(chunks)]
-    return plain + ucs2 + parts  # 6 plain : 2 UCS2 : 2 two-part (4 PDUs) ≈ 20% / 20%
+        parts += [sm(f"38063{i:05d}99", make_udh(ref, 2, n + 1) + c, esm=0x40) for n, c in enumerate(chunks)]
+    # 3 plain : 1 UCS2 : 1 two-part message (2 PDUs), interleaved: 20% UCS2, 20% two-part UDH
+    out = []
+    for i in range(1000):
+        out += [
+            plain[3 * i],
+            plain[3 * i + 1],
+            plain[3 * i + 2],
+            ucs2[i],
+            parts[2 * (i % 500)],
+            parts[2 * (i % 500) + 1],
+        ]
+    return out
 
 
 class Connection:
@@ -107,7 +131,12 @@ class Connection:
                     if status == 0 and t0 is not None:
                         st.acked += 1
                         st.resp_latency.append(now - t0)
-                        st.id_sent_at[body.rstrip(b"\0")] = t0
+                        mid = body.rstrip(b"\0")
+                        arrived = st.early.pop(mid, None)
+                        if arrived is None:
+                            st.id_sent_at[mid] = t0
+                        else:
+                            st.receipt(mid, t0, arrived)
                         st.last_ack = now
                     else:
                         st.refused[status] = st.refused.get(status, 0) + 1
@@ -119,9 +148,9 @@ class Connection:
                         mid = body[i + 3 : body.index(b" ", i)]
                         t0 = st.id_sent_at.pop(mid, None)
                         if t0 is not None:
-                            st.receipts += 1
-                            st.receipt_latency.append(now - t0)
-                            st.last_receipt = now
+                            st.receipt(mid, t0, now)
+                        else:
+                            st.early[mid] = now
                 elif cmd in (ENQUIRE_LINK, UNBIND):
                     w.write(HDR.pack(16, cmd | 0x80000000, 0, seq))
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -164,6 +193,7 @@ async def run_load(
     connections: int,
     window: int,
     mix: bool = False,
+    texts: int = 6,
     rate: float | None = None,
     rd: int = 1,
     timeout: float = 120.0,
@@ -171,7 +201,7 @@ async def run_load(
     password: str = "bench",
 ) -> Stats:
     stats = Stats()
-    bodies = templates(mix, rd)
+    bodies = templates(mix, rd, texts)
     conns = [Connection(stats, window, bodies) for _ in range(connections)]
     await asyncio.gather(*(c.open(host, port, system_id, password) for c in conns))
     per = [count // connections + (1 if i < count % connections else 0) for i in range(connections)]

@@ -3,6 +3,8 @@ the load generator, print a table and one JSON object.
 
 Scenarios (bounded in count and time, loopback only):
   S1 ingest   transceivers submit with registered_delivery=1 to the simulator; every receipt back
+  S2 HTTP     one campaign text to distinct numbers through the SMS Partner adapter (batches of up
+              to 500 numbers) against its fake provider, a separate process answering 50 ms late
   S3 latency  a fixed offered rate (default 2,000 msg/s); latency percentiles
   S4 idle     1,000 bound sessions; RSS per session
   S5 mix      20% two-part UDH, 20% UCS2
@@ -25,7 +27,7 @@ from typing import Any
 
 from smppgw.bench.loadgen import Stats, hold_idle, run_load
 
-ALL = ("null", "S1", "S3", "S4", "S5")
+ALL = ("null", "S1", "S2", "S3", "S4", "S5")
 
 
 def free_port() -> int:
@@ -47,7 +49,7 @@ def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> 
     raise SystemExit("bench: the server did not listen in time")
 
 
-def gateway_config(workdir: Path, smpp: int, http: int, durability: str) -> Path:
+def gateway_config(workdir: Path, smpp: int, http: int, durability: str, provider: str = "") -> Path:
     path = workdir / "bench.toml"
     path.write_text(f"""
 [server]
@@ -63,12 +65,28 @@ level = "warning"
 [accounts.bench]
 password = "bench"
 max_binds = 2000
+{provider or SIMULATOR}
+""")
+    return path
+
+
+SIMULATOR = """
 [providers.sim]
 type = "simulator"
 delay = 0
 enroute = false
-""")
-    return path
+"""
+
+HTTP_PROVIDER = """
+[providers.partner]
+type = "smspartner"
+url = "http://127.0.0.1:{port}"
+api_key = "bench-key"
+max_concurrency = 16
+poll_first = 0.5
+poll_max_gap = 1
+balance_interval = 0
+"""
 
 
 class Server:
@@ -133,6 +151,7 @@ def _ms(v: float | None) -> float | None:
 
 def run_scenario(name: str, a: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     smpp, http = free_port(), free_port()
+    fake: Server | None = None
     if name == "null":
         server = Server(["-m", "smppgw.bench.null", "--port", str(smpp)], smpp)
     elif a.target:
@@ -141,7 +160,28 @@ def run_scenario(name: str, a: argparse.Namespace, workdir: Path) -> dict[str, A
         smpp = int(port)
     else:
         (workdir / name).mkdir()
-        cfg = gateway_config(workdir / name, smpp, http, a.durability)
+        provider = ""
+        if name == "S2":
+            fport = free_port()
+            fake = Server(
+                [
+                    "-m",
+                    "smppgw",
+                    "fake-provider",
+                    "smspartner",
+                    "--port",
+                    str(fport),
+                    "--latency",
+                    str(a.latency),
+                    "--option",
+                    "api_key=bench-key",
+                    "--option",
+                    "delay=0",
+                ],
+                fport,
+            )
+            provider = HTTP_PROVIDER.format(port=fport)
+        cfg = gateway_config(workdir / name, smpp, http, a.durability, provider)
         server = Server(["-m", "smppgw", "serve", "--config", str(cfg)], smpp)
     try:
         cpu0 = server.cpu() if server else 0.0
@@ -158,6 +198,7 @@ def run_scenario(name: str, a: argparse.Namespace, workdir: Path) -> dict[str, A
                 a.window,
                 mix=name == "S5",
                 rate=rate,
+                texts=1 if name == "S2" else 6,  # S2: one campaign text, as bulk traffic through a batch API
                 timeout=a.timeout,
                 system_id=a.system_id,
                 password=a.password,
@@ -167,6 +208,8 @@ def run_scenario(name: str, a: argparse.Namespace, workdir: Path) -> dict[str, A
     finally:
         if server is not None:
             server.stop()
+        if fake is not None:
+            fake.stop()
 
 
 async def _idle(a: argparse.Namespace, port: int, server: Server | None) -> dict[str, Any]:
@@ -216,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=int, default=200, help="outstanding submit_sm per connection")
     p.add_argument("--rate", type=float, default=2000.0, help="S3 offered rate, msg/s")
     p.add_argument("--sessions", type=int, default=1000, help="S4 idle sessions")
+    p.add_argument(
+        "--latency", type=float, default=0.05, help="S2: seconds the fake provider adds per request"
+    )
     p.add_argument("--durability", choices=("normal", "fsync"), default="normal")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a scenario may take at most")
     p.add_argument("--target", help="host:port of a running gateway instead of starting one")

@@ -157,6 +157,7 @@ class FakeProvider:
         self.webhook_url = webhook_url
         self.rate_limit = rate_limit  # requests per second before 429, None for no limit
         self.no_balance = False
+        self.latency = 0.0  # seconds added to every answer (benchmarks: a provider far away)
         self.requests: list[Recorded] = []
         self.messages: dict[str, FakeMessage] = {}
         self.webhooks_sent: list[tuple[str, bytes, int]] = []  # (url, body, HTTP status or 0)
@@ -337,6 +338,8 @@ class FakeProvider:
         return False
 
     def _dispatch(self, rec: Recorded) -> Reply:
+        if self.latency:
+            time.sleep(self.latency)  # this request's own server thread: others go on meanwhile
         with self._lock:
             self.requests.append(rec)
             if self._failures:
