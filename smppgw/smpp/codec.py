@@ -128,7 +128,7 @@ def decode(frame: bytes) -> p.Pdu:
         raise PduError(exc.status, exc.message, command_id=cid, sequence_number=seq) from None
 
 
-def _decode_sm(cls: type[p.Pdu], buf: bytes, seq: int, status: int) -> p.Pdu:
+def _decode_sm(cls: type[p.SubmitSm] | type[p.DeliverSm], buf: bytes, seq: int, status: int) -> p.Pdu:
     """submit_sm / deliver_sm body, unrolled from `_wire.LAYOUTS` for speed."""
     end = len(buf)
     service_type, pos = cstr(buf, 16, end, 6, _RINVSERTYP, "service_type")

@@ -29,7 +29,8 @@ class Pdu:
 
     def tlv(self, tag: int) -> bytes | None:
         """The value of the first TLV with this tag, or None (also on PDUs that carry no TLVs)."""
-        for t, value in getattr(self, "tlvs", ()):
+        tlvs: Tlvs = getattr(self, "tlvs", ())
+        for t, value in tlvs:
             if t == tag:
                 return value
         return None
