@@ -3,6 +3,7 @@ with the simulator provider and a real SQLite file."""
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 
 import pytest
@@ -262,3 +263,21 @@ async def test_bad_destination_gets_rinvdstadr(gw, dest, status):
         return esme.resps[0].status
 
     assert await deferToThread(scenario) == status
+
+
+@pytest_twisted.ensureDeferred
+async def test_healthz_says_503_when_the_store_cannot_take_work(tmp_path):
+    app = start_app(tmp_path)
+
+    def get():
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{http_port(app)}/healthz", timeout=5).status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    try:
+        assert await deferToThread(get) == 200
+        app.store.close()  # the writer thread is gone: nothing could be committed
+        assert await deferToThread(get) == 503
+    finally:
+        await app.stop(grace=1.0)
