@@ -16,8 +16,14 @@ from twisted.internet.defer import Deferred
 T = TypeVar("T")
 
 
+_running: set[asyncio.Task[Any]] = set()  # the loop keeps only weak references to tasks
+
+
 def start(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-    return asyncio.get_event_loop().create_task(coro)
+    task = asyncio.get_event_loop().create_task(coro)
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+    return task
 
 
 def as_deferred(coro: Coroutine[Any, Any, T]) -> Deferred[T]:
