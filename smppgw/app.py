@@ -85,10 +85,19 @@ class App:
         c = self.config
         self.smpp_port = self.reactor.listenTCP(c.server.port, self.factory, interface=c.server.host)
         self.http_port = self.reactor.listenTCP(c.http.port, self.site, interface=c.http.host)
+        self.tls_port: IListeningPort | None = None
+        if c.server.tls_port is not None:  # SMPP over TLS: its own port, the same sessions and accounts
+            from smppgw.server.tls import server_options  # needs pyOpenSSL: imported only when used
+
+            options = server_options(c.server.tls_cert, c.server.tls_key)
+            self.tls_port = self.reactor.listenSSL(
+                c.server.tls_port, self.factory, options, interface=c.server.host
+            )
         event(
             log,
             "listening",
             smpp=f"{c.server.host}:{self.smpp_port.getHost().port}",
+            smpp_tls=f"{c.server.host}:{self.tls_port.getHost().port}" if self.tls_port else "-",
             http=f"{c.http.host}:{self.http_port.getHost().port}",
             config=c.source,
         )
@@ -97,7 +106,7 @@ class App:
     def stop(self, grace: float = 5.0) -> Any:
         """Stop taking connections, unbind every session, give answers `grace` seconds, close."""
         event(log, "stopping", sessions=len(self.factory.sessions))
-        for port in (self.smpp_port, self.http_port):
+        for port in (self.smpp_port, self.http_port, getattr(self, "tls_port", None)):
             if port is not None:
                 yield port.stopListening()
         self.factory.unbind_all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import signal
 import sys
 from typing import Any
@@ -24,7 +25,12 @@ def _load(path: str) -> Any:
 def cmd_serve(args: argparse.Namespace) -> int:
     from twisted.internet import asyncioreactor
 
-    asyncioreactor.install()  # before anything imports the reactor: httpx shares this loop
+    loop = None
+    if os.environ.get("SMPPGW_UVLOOP") == "1":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    asyncioreactor.install(loop)  # before anything imports the reactor: httpx shares this loop
     from twisted.internet import reactor
     from twisted.logger import STDLibLogObserver, globalLogBeginner
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from smppgw.providers import ADAPTERS
 from smppgw.providers.base import ProviderSettings
+from smppgw.smpp.text import CHARSETS
 
 
 class ConfigError(Exception):
@@ -38,6 +39,9 @@ class ServerConfig:
     inactivity_timeout: float = 300.0  # no PDU from the ESME for this long: unbind and close
     response_timeout: float = 30.0  # an answer to our request must come within this
     window: int = 100  # outstanding requests per session, each direction
+    tls_port: int | None = None  # SMPP over TLS (1.2+) on its own port, same accounts; None: off
+    tls_cert: str = ""  # PEM certificate (chain) file for the TLS port
+    tls_key: str = ""  # PEM private key file for the TLS port
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,13 @@ class Account:
     message_id_length: int = 10
     ack: str = "stored"  # "stored" or "provider"
     strict_senders: bool = False  # refuse a source the provider's sender list does not hold
+    dc0_charset: str = "gsm"  # data_coding 0: "gsm" (unpacked), "gsm-packed", "latin-1" or "ascii"
+    dc1_charset: str = "ascii"  # data_coding 1 (IA5); some clients (node-smpp) send GSM bytes here
+    long_mo: str = "udh"  # our long deliver_sm as "udh" parts, "sar" parts or one "payload"
+    throughput: float = 0.0  # submits per second for the whole account (token bucket); 0: no limit
+    burst: int = 0  # bucket size; 0: one second's worth of throughput
+    reassembly_timeout: float = 60.0  # seconds to wait for the rest of a long message's parts
+    intermediate_esm_class: int = 0x04  # esm_class of ENROUTE receipts: 0x04 (default) or 0x20
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,7 @@ class Route:
     prefixes: tuple[str, ...] = ()  # destination prefixes; empty: any
     sources: tuple[str, ...] = ()  # source addresses; empty: any
     weights: tuple[float, ...] = ()  # a weighted split over providers instead of failover order
+    least_cost: bool = False  # order providers by their price for the destination
 
 
 @dataclass(frozen=True)
@@ -229,7 +241,16 @@ def _server(r: _Reader) -> ServerConfig:
         inactivity_timeout=r.positive("inactivity_timeout", float, d.inactivity_timeout, "seconds"),
         response_timeout=r.positive("response_timeout", float, d.response_timeout, "seconds"),
         window=r.positive("window", int, d.window, "an integer"),
+        tls_port=_port(r, "tls_port", -1) if "tls_port" in r.table else r.used.add("tls_port"),
+        tls_cert=r.get("tls_cert", str, d.tls_cert, "a PEM certificate file path"),
+        tls_key=r.get("tls_key", str, d.tls_key, "a PEM private key file path"),
     )
+    if cfg.tls_port is not None:
+        for name in ("tls_cert", "tls_key"):
+            if not getattr(cfg, name):
+                raise r.error(name, "a PEM file path (required with tls_port)")
+            if not Path(getattr(cfg, name)).is_file():
+                raise r.error(name, f"a readable PEM file, got {getattr(cfg, name)!r}")
     if cfg.max_pdu_length < 1024:
         raise r.error("max_pdu_length", f"at least 1024 octets, got {cfg.max_pdu_length}")
     r.finish()
@@ -326,7 +347,20 @@ def _accounts(source: str, table: dict[str, Any]) -> dict[str, Account]:
             message_id_length=length,
             ack=r.choice("ack", ("stored", "provider"), "stored"),
             strict_senders=r.get("strict_senders", bool, False, "true or false"),
+            dc0_charset=r.choice("dc0_charset", CHARSETS, "gsm"),
+            dc1_charset=r.choice("dc1_charset", CHARSETS, "ascii"),
+            long_mo=r.choice("long_mo", ("udh", "sar", "payload"), "udh"),
+            throughput=_per_second(r, "throughput"),
+            burst=r.get("burst", int, 0, "an integer >= 0 (0: one second's worth)"),
+            reassembly_timeout=r.positive("reassembly_timeout", float, 60.0, "seconds"),
+            intermediate_esm_class=r.get("intermediate_esm_class", int, 0x04, "4 or 32 (0x04 or 0x20)"),
         )
+        made = accounts[system_id]
+        if made.burst < 0:
+            raise r.error("burst", f"an integer >= 0 (0: one second's worth), got {made.burst}")
+        if made.intermediate_esm_class not in (0x04, 0x20):
+            esm = made.intermediate_esm_class
+            raise r.error("intermediate_esm_class", f"4 or 32 (0x04 or 0x20), got {esm}")
         r.finish()
     return accounts
 
@@ -354,6 +388,9 @@ def _providers(source: str, table: dict[str, Any]) -> dict[str, ProviderSettings
             "inbound_interval": _seconds_or_zero(r, "inbound_interval", d.inbound_interval),
             "poll_first": r.positive("poll_first", float, d.poll_first, "seconds"),
             "poll_max_gap": r.positive("poll_max_gap", float, d.poll_max_gap, "seconds"),
+            "prices": _price_table(r),
+            "networks": _network_table(r),
+            "prices_interval": _seconds_or_zero(r, "prices_interval", d.prices_interval),
         }
         for net in common["webhook_allow"]:
             try:
@@ -369,6 +406,30 @@ def _providers(source: str, table: dict[str, Any]) -> dict[str, ProviderSettings
             options[key] = _interpolate(r, key, value) if isinstance(value, str) else value
         out[name] = ProviderSettings(name=name, type=ptype, url=url, options=options, source=source, **common)
     return out
+
+
+def _per_second(r: _Reader, name: str) -> float:
+    value = r.get(name, float, 0.0, "messages per second (0: no limit)")
+    if value < 0:
+        raise r.error(name, f"messages per second >= 0 (0: no limit), got {value}")
+    return value
+
+
+def _price_table(r: _Reader) -> dict[str, float]:
+    table = r.get("prices", dict, {}, "a table of destination prefix = price")
+    for prefix, price in table.items():
+        if not prefix.isdigit() or isinstance(price, bool) or not isinstance(price, int | float) or price < 0:
+            raise r.error("prices", f'digits = a price >= 0 (e.g. "380" = 0.45), got {prefix!r} = {price!r}')
+    return {k: float(v) for k, v in table.items()}
+
+
+def _network_table(r: _Reader) -> dict[str, str]:
+    table = r.get("networks", dict, {}, 'a table of destination prefix = "mcc-mnc"')
+    for prefix, net in table.items():
+        if not prefix.isdigit() or not isinstance(net, str) or not re.fullmatch(r"\d{3}-\d{2,3}", net):
+            expected = f'digits = "mcc-mnc" (e.g. "38050" = "255-01"), got {prefix!r} = {net!r}'
+            raise r.error("networks", expected)
+    return dict(table)
 
 
 def _seconds_or_zero(r: _Reader, name: str, default: float) -> float:
@@ -442,7 +503,12 @@ def _routes(
             or not sum(weights)
         ):
             raise r.error("weights", f"{len(names)} numbers >= 0, one per provider, not all 0")
-        routes.append(Route(tuple(names), accts, prefixes, sources, tuple(float(w) for w in weights)))
+        strategies = ("failover", "weighted", "least-cost")
+        strategy = r.choice("strategy", strategies, "weighted" if weights else "failover")
+        if strategy == "weighted" and not weights:
+            raise r.error("weights", 'one weight per provider with strategy = "weighted"')
+        shares = tuple(float(w) for w in weights)
+        routes.append(Route(tuple(names), accts, prefixes, sources, shares, strategy == "least-cost"))
         r.finish()
     if not routes:
         # No routes: everything goes to the first provider, which is what a one-provider file means.

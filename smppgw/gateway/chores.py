@@ -1,6 +1,7 @@
 """Periodic provider calls: balances (exported as a gauge), sender lists (cached, for accounts
-with strict senders) and MO polling where the API has one. Each runs on its own interval from
-the provider's config table; a failed call is logged, counted and tried again next interval."""
+with strict senders), price lists (least-cost routes) and MO polling where the API has one.
+Each runs on its own interval from the provider's config table; a failed call is logged,
+counted and tried again next interval."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from smppgw.aio import start
+from smppgw.gateway.prices import PriceBook
 from smppgw.logs import event
 from smppgw.metrics import Metrics
 from smppgw.providers.base import Inbound, NotSupported, Provider, ProviderError, ProviderSettings
@@ -26,9 +28,11 @@ class Chores:
         clock: IReactorTime,
         metrics: Metrics,
         on_inbound: Callable[[str, Inbound], None],
+        prices: PriceBook | None = None,
     ) -> None:
         self.providers, self.settings, self.clock, self.metrics = providers, settings, clock, metrics
         self.on_inbound = on_inbound
+        self.prices = prices
         self.senders: dict[str, frozenset[str]] = {}  # provider -> sender names it accepts
         self._calls: list[IDelayedCall] = []
         self._stopped = False
@@ -45,6 +49,8 @@ class Chores:
                 self._every(s.senders_interval, name, "senders", self._senders)
             if caps.inbound_poll and s.inbound_interval:
                 self._every(s.inbound_interval, name, "inbound", self._inbound)
+            if hasattr(p, "prices") and s.prices_interval and s.networks:
+                self._every(s.prices_interval, name, "prices", self._prices)
 
     def stop(self) -> None:
         self._stopped = True
@@ -88,6 +94,11 @@ class Chores:
 
     async def _senders(self, name: str) -> None:
         self.senders[name] = frozenset(await self.providers[name].senders())
+
+    async def _prices(self, name: str) -> None:
+        table = await self.providers[name].prices()  # type: ignore[attr-defined]
+        if self.prices is not None:
+            self.prices.update(name, table)
 
     async def _inbound(self, name: str) -> None:
         for item in await self.providers[name].inbound():

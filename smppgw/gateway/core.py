@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from twisted.internet.interfaces import IReactorTime
@@ -22,12 +22,16 @@ from twisted.internet.interfaces import IReactorTime
 from smppgw.config import Account, Config
 from smppgw.gateway.chores import Chores
 from smppgw.gateway.dispatch import Dispatcher
+from smppgw.gateway.held import Held
 from smppgw.gateway.ids import IdIssuer
+from smppgw.gateway.operations import Answer, Operations
 from smppgw.gateway.outbox import DeliverySession, Outbox
 from smppgw.gateway.passwords import PasswordChecker
+from smppgw.gateway.prices import PriceBook
+from smppgw.gateway.reassembly import Reassembler
 from smppgw.gateway.receipts import build_mo, build_receipt, wants_receipt
 from smppgw.gateway.router import NoRoute, Router
-from smppgw.gateway.submit import Refused, prepare
+from smppgw.gateway.submit import Prepared, RefusalLog, Refused, prepare
 from smppgw.gateway.tracker import Tracker
 from smppgw.logs import event
 from smppgw.metrics import Metrics
@@ -43,7 +47,7 @@ from smppgw.providers.base import (
     StatusReport,
 )
 from smppgw.smpp.constants import Status
-from smppgw.smpp.pdu import SubmitSm
+from smppgw.smpp.pdu import CancelSm, DataSm, QuerySm, ReplaceSm, SubmitMulti, SubmitSm
 from smppgw.smpp.receipt import STAT_BY_STATE
 from smppgw.smpp.text import is_gsm
 from smppgw.store.base import (
@@ -83,7 +87,8 @@ class Gateway:
         )
         self.accounts = config.accounts
         self.passwords = PasswordChecker()
-        self.router = Router(config.routes)
+        self.prices = PriceBook(config.providers)
+        self.router = Router(config.routes, self.prices)
         self.outbox = Outbox(store, config.receipts, clock, metrics)
         self.dispatcher = Dispatcher(
             providers,
@@ -95,7 +100,7 @@ class Gateway:
             self._next_provider,
             retries=lambda record: record.id not in self._held_acks,
         )
-        self.chores = Chores(providers, config.providers, clock, metrics, self.on_inbound)
+        self.chores = Chores(providers, config.providers, clock, metrics, self.on_inbound, self.prices)
         self._recent_mo: OrderedDict[str, None] = OrderedDict()  # MO keys seen lately, for de-duplication
         self.tracker = Tracker(
             providers,
@@ -119,6 +124,10 @@ class Gateway:
         self.sessions: dict[str, list[object]] = {}
         self._messages_child: dict[tuple[str, str, str], object] = {}
         self.started = False
+        self.parts = Reassembler(self)
+        self.held = Held(clock, self._release)
+        self.ops = Operations(self)
+        self.refusals = RefusalLog()
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -131,6 +140,7 @@ class Gateway:
                 p.report_sink = lambda report, name=p.name: self.on_report(name, report)  # type: ignore[attr-defined]
         for record in snap.unfinished:
             self._resume(record)
+        self.parts.resume()
         self.tracker.start()
         self.chores.start()
         self.started = True
@@ -158,6 +168,7 @@ class Gateway:
                 self.tracker.track(record, resumed=True)
 
     def stop(self) -> None:
+        self._stop_operations()
         self.dispatcher.stop()
         self.tracker.stop()
         self.chores.stop()
@@ -191,65 +202,42 @@ class Gateway:
 
     # -- submit -------------------------------------------------------------------------------
 
-    def submit(self, account: Account, pdu: SubmitSm, interface_version: int, reply: Reply) -> None:
+    def submit(
+        self,
+        account: Account,
+        pdu: SubmitSm,
+        interface_version: int,
+        reply: Reply,
+        *,
+        ack_when_stored: bool = False,
+    ) -> None:
+        """Check, store, answer, dispatch one message; a part of a long message goes to the
+        reassembler. On refusal `reply` gets the status and the reason as its second argument."""
         now = self.clock.seconds()
         try:
-            fields = prepare(pdu, interface_version, now)
+            fields = prepare(pdu, interface_version, now, account.dc0_charset, account.dc1_charset)
             providers = self.router.route(account.system_id, fields.destination, pdu.source_addr)
         except Refused as e:
-            self._count(account.system_id, "", "refused")
-            reply(e.status, "")
+            self._refused(account, e, reply)
             return
         except NoRoute:
-            self._count(account.system_id, "", "refused")
-            reply(Status.ESME_RINVDSTADR, "")
+            self._refused(account, Refused(Status.ESME_RINVDSTADR, "no route", "no_route"), reply)
             return
-        if interface_version <= 0x33:
-            message_id = self.ids.issue("hex", 8)  # 3.3 ESMEs keep ids of at most 8 characters
-        else:
-            message_id = self.ids.issue(account.message_id_format, account.message_id_length)
-        record = MessageRecord(
-            id=message_id,
-            account=account.system_id,
-            source=pdu.source_addr,
-            source_ton=pdu.source_addr_ton,
-            source_npi=pdu.source_addr_npi,
-            destination=fields.destination,
-            dest_ton=pdu.dest_addr_ton,
-            dest_npi=pdu.dest_addr_npi,
-            text=fields.text,
-            data_coding=pdu.data_coding,
-            esm_class=pdu.esm_class,
-            registered_delivery=pdu.registered_delivery,
-            submitted_at=now,
-            provider=providers[0],
-            user_message_reference=fields.user_message_reference,
-            schedule_at=fields.schedule_at,
-            valid_until=fields.valid_until,
-        )
-
-        def committed(error: BaseException | None) -> None:
-            if error is not None:
-                self._count(account.system_id, record.provider, "store_failed")
-                reply(Status.ESME_RSYSERR, "")
-                return
-            self._count(account.system_id, record.provider, "accepted")
-            self.live[message_id] = record
-            if account.ack == "provider":
-                self._held_acks[message_id] = reply  # answered from _on_sent
-            else:
-                reply(Status.ESME_ROK, message_id)
-            self._dispatch(record)
-
-        self.store.write([InsertMessage(record)], committed, high_id=self.ids.high)
+        if fields.segment is not None:
+            self.parts.add(account, pdu, fields, providers[0], interface_version, reply)
+            return
+        if pdu.replace_if_present_flag:
+            self.ops.cancel(account, _same_addresses(pdu), lambda status, resp: None)
+        record = self.new_record(account, pdu, fields, providers[0], interface_version)
+        self.accept(record, account, reply, hold_ack=account.ack == "provider" and not ack_when_stored)
 
     def _dispatch(self, record: MessageRecord) -> None:
         now = self.clock.seconds()
         if record.valid_until is not None and now >= record.valid_until:
             self._finalize(record, 3, "000")  # EXPIRED before any provider took it
             return
-        if record.schedule_at is not None and record.schedule_at > now:
-            self.clock.callLater(record.schedule_at - now, self.dispatcher.enqueue, record)
+        if record.schedule_at is not None and record.schedule_at > now and self._holds_here(record):
+            self.held.hold(record)
             return
         self.dispatcher.enqueue(record)
 
@@ -404,6 +392,7 @@ class Gateway:
                 self.outbox.add(receipt)
 
         self.store.write(ops, committed)
+        self.parts.follow(ops)
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -470,6 +459,114 @@ class Gateway:
     def _count(self, account: str, provider: str, state: str) -> None:
         self.metrics.child(self.metrics.messages, account, provider, state).inc()
 
+    # -- protocol operations (query, cancel, replace, multi, data_sm) --
+
+    def new_record(
+        self, account: Account, pdu: SubmitSm, fields: Prepared, provider: str, interface_version: int
+    ) -> MessageRecord:
+        if interface_version <= 0x33:
+            message_id = self.ids.issue("hex", 8)  # 3.3 ESMEs keep ids of at most 8 characters
+        else:
+            message_id = self.ids.issue(account.message_id_format, account.message_id_length)
+        return MessageRecord(
+            id=message_id,
+            account=account.system_id,
+            source=pdu.source_addr,
+            source_ton=pdu.source_addr_ton,
+            source_npi=pdu.source_addr_npi,
+            destination=fields.destination,
+            dest_ton=pdu.dest_addr_ton,
+            dest_npi=pdu.dest_addr_npi,
+            text=fields.text,
+            data_coding=pdu.data_coding,
+            esm_class=pdu.esm_class,
+            registered_delivery=pdu.registered_delivery,
+            submitted_at=self.clock.seconds(),
+            provider=provider,
+            user_message_reference=fields.user_message_reference,
+            schedule_at=fields.schedule_at,
+            valid_until=fields.valid_until,
+        )
+
+    def accept(
+        self,
+        record: MessageRecord,
+        account: Account,
+        reply: Reply,
+        *,
+        ops: Sequence[Op] = (),
+        hold_ack: bool = False,
+        done: Callable[[BaseException | None], None] | None = None,
+    ) -> None:
+        """Store a new message (with `ops` in the same commit), answer, and send it on its way."""
+
+        def committed(error: BaseException | None) -> None:
+            if done is not None:
+                done(error)
+            if error is not None:
+                self._count(account.system_id, record.provider, "store_failed")
+                reply(Status.ESME_RSYSERR, "store failed")
+                return
+            self._count(account.system_id, record.provider, "accepted")
+            self.live[record.id] = record
+            if hold_ack:
+                self._held_acks[record.id] = reply  # answered from _on_sent
+            else:
+                reply(Status.ESME_ROK, record.id)
+            self._dispatch(record)
+
+        self.store.write([InsertMessage(record), *ops], committed, high_id=self.ids.high)
+
+    def _refused(self, account: Account, refused: Refused, reply: Reply) -> None:
+        self._count(account.system_id, "", "refused")
+        self.metrics.child(self.metrics.bad_pdus, refused.reason).inc()
+        self.refusals.note(account.system_id, refused, self.clock.seconds())
+        reply(refused.status, str(refused))
+
+    def submit_multi(self, account: Account, pdu: SubmitMulti, version: int, answer: Answer) -> None:
+        self.ops.submit_multi(account, pdu, version, answer)
+
+    def data_sm(self, account: Account, pdu: DataSm, interface_version: int, reply: Reply) -> None:
+        self.ops.data_sm(account, pdu, interface_version, reply)
+
+    def query(self, account: Account, pdu: QuerySm, interface_version: int, answer: Answer) -> None:
+        self.ops.query(account, pdu, interface_version, answer)
+
+    def cancel(self, account: Account, pdu: CancelSm, answer: Answer) -> None:
+        self.ops.cancel(account, pdu, answer)
+
+    def replace(self, account: Account, pdu: ReplaceSm, interface_version: int, answer: Answer) -> None:
+        self.ops.replace(account, pdu, interface_version, answer)
+
+    def _holds_here(self, record: MessageRecord) -> bool:
+        """The gateway holds a scheduled message itself, unless its provider can both hold it
+        and delete it again (so cancel_sm still works): then the time goes to the provider."""
+        caps = getattr(self.providers.get(record.provider), "capabilities", None)
+        return not (caps is not None and caps.schedule and caps.cancel)
+
+    def _release(self, record: MessageRecord) -> None:
+        if self.live.get(record.id) is record and record.state == QUEUED:
+            self._dispatch(record)
+
+    def _stop_operations(self) -> None:
+        self.held.stop()
+        self.parts.stop()
+
+
+def _same_addresses(pdu: SubmitSm) -> CancelSm:
+    """replace_if_present_flag: the held messages from this source to this destination go."""
+    return CancelSm(
+        pdu.sequence_number,
+        0,
+        pdu.service_type,
+        "",
+        pdu.source_addr_ton,
+        pdu.source_addr_npi,
+        pdu.source_addr,
+        pdu.dest_addr_ton,
+        pdu.dest_addr_npi,
+        pdu.destination_addr,
+    )
 
 def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)

@@ -3,7 +3,8 @@
 A route matches on account, destination prefix and source address; among the routes that
 match, the one with the longest matching prefix wins, then the first in the file. A route
 with no conditions is the default. A route with `weights` splits traffic: each message draws
-its first provider by weight, and the others follow as its failover chain.
+its first provider by weight, and the others follow as its failover chain. A least-cost route
+orders its providers by their price for the destination (gateway/prices.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import random
 from collections.abc import Callable
 
 from smppgw.config import Route
+from smppgw.gateway.prices import PriceBook
 
 
 class NoRoute(Exception):
@@ -19,8 +21,9 @@ class NoRoute(Exception):
 
 
 class Router:
-    def __init__(self, routes: tuple[Route, ...]) -> None:
+    def __init__(self, routes: tuple[Route, ...], prices: PriceBook | None = None) -> None:
         self.routes = routes
+        self.prices = prices
 
     def order(self, account: str, destination: str, source: str) -> Callable[[str], int]:
         """Sort key: a provider's position in the matching route as written in the config."""
@@ -29,6 +32,8 @@ class Router:
 
     def route(self, account: str, destination: str, source: str) -> tuple[str, ...]:
         best = self._match(account, destination, source)
+        if best.least_cost and self.prices is not None:
+            return self.prices.cheapest_first(best.providers, destination)
         if best.weights:
             # weighted split: one provider drawn by weight goes first, the rest stay as failover
             first = random.choices(best.providers, best.weights)[0]

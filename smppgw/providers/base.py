@@ -252,6 +252,11 @@ class ProviderSettings:
     inbound_interval: float = 15.0  # seconds between MO polls where the API has one (0: never)
     poll_first: float = 5.0  # seconds from acceptance to the first status poll
     poll_max_gap: float = 600.0  # longest gap between two polls of one message
+    prices: dict[str, float] = field(default_factory=dict)  # destination prefix -> price (least-cost)
+    networks: dict[str, str] = field(
+        default_factory=dict
+    )  # destination prefix -> "mcc-mnc" (published prices)
+    prices_interval: float = 3600.0  # seconds between price-list fetches where the API has one (0: never)
 
     def get(
         self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, secret: bool = False

@@ -10,12 +10,14 @@ from smppgw.config import ServerConfig
 from smppgw.gateway.core import Gateway
 from smppgw.metrics import Metrics
 from smppgw.server.protocol import SmppSession
+from smppgw.server.throttle import Throttles
 
 
 class SmppFactory(ServerFactory):
     def __init__(self, gateway: Gateway, config: ServerConfig, metrics: Metrics, clock: IReactorTime) -> None:
         self.gateway, self.config, self.metrics, self.clock = gateway, config, metrics, clock
         self.sessions: set[SmppSession] = set()
+        self.throttles = Throttles()  # per-account token buckets, shared by the account's sessions
 
     def buildProtocol(self, addr: IAddress) -> SmppSession:
         session = SmppSession(self.gateway, self.config, self.metrics, self.clock)

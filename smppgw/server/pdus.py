@@ -1,15 +1,26 @@
-"""PDUs the server builds from gateway records, and the metric labels of PDUs."""
+"""PDUs the server builds from gateway records and answers, and the metric labels of PDUs.
+
+A deliver_sm longer than one SMS (an MO message) goes out as the account asks (smpp34.md
+§1.8): UDH parts with an 8-bit reference, sar_* parts, or one PDU with message_payload. A
+3.3 bind has no TLVs, so it always gets UDH parts. Receipts always fit in one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
-from smppgw.smpp.constants import ESM_DELIVERY_RECEIPT, CommandId, Status, Tag
-from smppgw.smpp.pdu import DeliverSm
+from smppgw.smpp.concat import make_udh, sar_tlvs, sms_capacity, split_user_data
+from smppgw.smpp.constants import ESM_DELIVERY_RECEIPT, ESM_UDHI, CommandId, MessageState, Status, Tag
+from smppgw.smpp.pdu import DataSmResp, DeliverSm, Pdu, cstr_tlv, int_tlv, response_for
 from smppgw.store.base import OutboxRecord
 
+_UDH8_LENGTH = 6
 
-def deliver_sm_for(record: OutboxRecord, sequence_number: int, interface_version: int) -> DeliverSm:
+
+def deliver_sm_for(
+    record: OutboxRecord, sequence_number: int, interface_version: int, enroute_esm_class: int = 0x04
+) -> DeliverSm:
     tlvs: tuple[tuple[int, bytes], ...] = ()
     if interface_version >= 0x34 and record.esm_class & ESM_DELIVERY_RECEIPT:
         # receipted_message_id NUL-terminated: smpplib drops the last byte otherwise (smpp34.md §2.2)
@@ -22,6 +33,9 @@ def deliver_sm_for(record: OutboxRecord, sequence_number: int, interface_version
         if record.user_message_reference is not None:
             items.append((Tag.USER_MESSAGE_REFERENCE, record.user_message_reference.to_bytes(2, "big")))
         tlvs = tuple(items)
+    esm_class = record.esm_class
+    if esm_class == ESM_DELIVERY_RECEIPT and record.state == MessageState.ENROUTE:
+        esm_class = enroute_esm_class  # 0x20 (intermediate notification) only where asked
     return DeliverSm(
         sequence_number=sequence_number,
         source_addr_ton=record.source_ton,
@@ -30,11 +44,93 @@ def deliver_sm_for(record: OutboxRecord, sequence_number: int, interface_version
         dest_addr_ton=record.dest_ton,
         dest_addr_npi=record.dest_npi,
         destination_addr=record.dest_addr,
-        esm_class=record.esm_class,
+        esm_class=esm_class,
         data_coding=record.data_coding,
         short_message=record.short_message,
         tlvs=tlvs,
     )
+
+
+def deliver_sms_for(
+    record: OutboxRecord,
+    next_sequence: Callable[[], int],
+    interface_version: int,
+    mode: str,
+    ref: int,
+    enroute_esm_class: int = 0x04,
+) -> list[DeliverSm]:
+    """The deliver_sm PDUs that carry `record`: one, or the parts of a long message.
+
+    `mode` is the account's long_mo ("udh", "sar" or "payload"); `ref` the reference for parts
+    (its low 8 bits for UDH)."""
+    data, dc = record.short_message, record.data_coding
+    if len(data) <= sms_capacity(dc) or record.esm_class & (ESM_DELIVERY_RECEIPT | ESM_UDHI):
+        return [deliver_sm_for(record, next_sequence(), interface_version, enroute_esm_class)]
+    if interface_version < 0x34:
+        mode = "udh"
+    base = deliver_sm_for(record, 0, interface_version, enroute_esm_class)
+    if mode == "payload":
+        return [_with(base, next_sequence(), b"", base.esm_class, ((Tag.MESSAGE_PAYLOAD, data),))]
+    chunks = split_user_data(data, dc, sms_capacity(dc, _UDH8_LENGTH))
+    total = len(chunks)
+    if total > 255:
+        # Beyond what concatenation can number: one message_payload where the bind has TLVs.
+        if interface_version >= 0x34:
+            return [_with(base, next_sequence(), b"", base.esm_class, ((Tag.MESSAGE_PAYLOAD, data),))]
+        chunks, total = chunks[:255], 255
+    if mode == "sar":
+        return [
+            _with(base, next_sequence(), chunk, base.esm_class, sar_tlvs(ref & 0xFFFF, total, i))
+            for i, chunk in enumerate(chunks, 1)
+        ]
+    return [
+        _with(base, next_sequence(), make_udh(ref & 0xFF, total, i) + chunk, base.esm_class | ESM_UDHI, ())
+        for i, chunk in enumerate(chunks, 1)
+    ]
+
+
+def _with(
+    base: DeliverSm, seq: int, sm: bytes, esm_class: int, tlvs: tuple[tuple[int, bytes], ...]
+) -> DeliverSm:
+    return DeliverSm(
+        sequence_number=seq,
+        source_addr_ton=base.source_addr_ton,
+        source_addr_npi=base.source_addr_npi,
+        source_addr=base.source_addr,
+        dest_addr_ton=base.dest_addr_ton,
+        dest_addr_npi=base.dest_addr_npi,
+        destination_addr=base.destination_addr,
+        esm_class=esm_class,
+        data_coding=base.data_coding,
+        short_message=sm,
+        tlvs=base.tlvs + tlvs,
+    )
+
+
+# delivery_failure_reason (§5.3.2.33) for a data_sm refused with these statuses; others: permanent.
+_INVALID_DESTINATION = frozenset({Status.ESME_RINVDSTADR, Status.ESME_RINVDSTTON, Status.ESME_RINVDSTNPI})
+_TEMPORARY = frozenset({Status.ESME_RSYSERR, Status.ESME_RMSGQFUL, Status.ESME_RTHROTTLED})
+
+
+def data_sm_resp(pdu: Pdu, status: int, detail: str, interface_version: int) -> DataSmResp:
+    """data_sm_resp: the message_id, or on a refusal (3.4 binds) delivery_failure_reason and
+    additional_status_info_text saying why."""
+    if status == 0:
+        return DataSmResp(pdu.sequence_number, 0, message_id=detail)
+    if interface_version < 0x34:
+        return DataSmResp(pdu.sequence_number, status)
+    reason = 1 if status in _INVALID_DESTINATION else 3 if status in _TEMPORARY else 2
+    tlvs = [int_tlv(Tag.DELIVERY_FAILURE_REASON, reason, 1)]
+    if detail:
+        tlvs.append(
+            cstr_tlv(Tag.ADDITIONAL_STATUS_INFO_TEXT, detail.encode("ascii", "replace")[:255].decode())
+        )
+    return DataSmResp(pdu.sequence_number, status, tlvs=tuple(tlvs))
+
+
+def resp_with(pdu: Pdu, status: int, fields: dict[str, object]) -> Pdu | None:
+    """The resp to `pdu`: with `fields` on success, header only on an error (§4.1.2)."""
+    return response_for(pdu, status, **fields) if status == 0 else response_for(pdu, status)
 
 
 @lru_cache(maxsize=1024)

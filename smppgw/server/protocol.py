@@ -25,17 +25,11 @@ from smppgw.gateway.core import Gateway
 from smppgw.gateway.outbox import LOST, TIMEOUT, Answer
 from smppgw.logs import event
 from smppgw.metrics import Metrics
-from smppgw.server.pdus import deliver_sm_for, label_of
+from smppgw.server.pdus import data_sm_resp, deliver_sms_for, label_of, resp_with
+from smppgw.server.throttle import Throttles, TokenBucket
 from smppgw.smpp.codec import FrameError, Framer, PduError, decode, encode, error_response
 from smppgw.smpp.constants import RESP, CommandId, Status, Tag
-from smppgw.smpp.pdu import (
-    EnquireLink,
-    GenericNack,
-    Pdu,
-    SubmitSm,
-    Unbind,
-    response_for,
-)
+from smppgw.smpp.pdu import EnquireLink, GenericNack, Pdu, Unbind, response_for
 from smppgw.smpp.session import BIND_STATE, State, check, receives_deliveries
 from smppgw.store.base import OutboxRecord
 
@@ -46,6 +40,19 @@ log = logging.getLogger("smppgw.session")
 
 SYSTEM_ID = "smppgw"
 _BIND_NAMES = {State.BOUND_TX: "transmitter", State.BOUND_RX: "receiver", State.BOUND_TRX: "transceiver"}
+# Requests answered only when the gateway has done its part: they count against the window.
+_ASYNC = frozenset(
+    {
+        CommandId.SUBMIT_SM,
+        CommandId.SUBMIT_MULTI,
+        CommandId.DATA_SM,
+        CommandId.QUERY_SM,
+        CommandId.CANCEL_SM,
+        CommandId.REPLACE_SM,
+    }
+)
+# Requests that carry a message: they take a token of the account's throughput.
+_MESSAGES = frozenset({CommandId.SUBMIT_SM, CommandId.SUBMIT_MULTI, CommandId.DATA_SM})
 
 
 class SmppSession(Protocol):
@@ -60,7 +67,9 @@ class SmppSession(Protocol):
         self._seq = 0
         self._pending: dict[int, tuple[float, int, Answer | None]] = {}  # seq -> (sent at, command, answer)
         self._deliveries = 0  # deliver_sm among _pending
-        self._submits = 0  # submit_sm waiting for their commit
+        self._inflight = 0  # ESME requests waiting for the gateway's answer (the window)
+        self._bucket: TokenBucket | None = None  # the account's throughput, shared by its sessions
+        self._mo_ref = 0  # reference of our last long deliver_sm
         self._last_rx = 0.0
         self._opened = 0.0
         self._timer: IDelayedCall | None = None
@@ -140,8 +149,8 @@ class SmppSession(Protocol):
             if resp is not None:
                 self._send(resp)
             return
-        if cid == CommandId.SUBMIT_SM:
-            self._on_submit(pdu)  # type: ignore[arg-type]
+        if cid in _ASYNC:
+            self._on_request(pdu)
         elif cid == CommandId.ENQUIRE_LINK:
             self._send(response_for(pdu))
         elif cid in BIND_STATE:
@@ -171,6 +180,7 @@ class SmppSession(Protocol):
         tlvs = ((Tag.SC_INTERFACE_VERSION, b"\x34"),) if self.interface_version >= 0x34 else ()
         self.state = BIND_STATE[pdu.command_id]
         self.account, self._account = system_id, result
+        self._bucket = self._throttles().bucket(result, self.clock.seconds())
         self._send(response_for(pdu, 0, system_id=SYSTEM_ID, tlvs=tlvs))
         self.metrics.child(self.metrics.bound_sessions, system_id, _BIND_NAMES[self.state]).inc()
         event(
@@ -183,24 +193,61 @@ class SmppSession(Protocol):
         )
         self.gateway.session_bound(self, receives_deliveries(self.state))
 
-    def _on_submit(self, pdu: SubmitSm) -> None:
-        if self._submits >= self.config.window:
+    def _on_request(self, pdu: Pdu) -> None:
+        cid = pdu.command_id
+        if self._inflight >= self.config.window:
             self._send(response_for(pdu, Status.ESME_RMSGQFUL))
             return
-        self._submits += 1
-        t0 = time.perf_counter()
+        if cid in _MESSAGES and self._bucket is not None and not self._bucket.take(self.clock.seconds()):
+            self.metrics.child(self.metrics.bad_pdus, "throttled").inc()
+            self._send(response_for(pdu, Status.ESME_RTHROTTLED))
+            return
+        self._inflight += 1
+        account, version = self._account, self.interface_version
+        assert account is not None  # the state table admits these only when bound
+        if cid == CommandId.SUBMIT_SM:
+            t0 = time.perf_counter()
 
-        def reply(status: int, message_id: str) -> None:
-            self._submits -= 1
-            if self.state is State.CLOSED:
-                return  # stored all the same; the ESME will learn its fate from the receipt
-            self._send(
-                response_for(pdu, status, message_id=message_id) if status == 0 else response_for(pdu, status)
-            )
-            self.metrics.submit_latency.observe(time.perf_counter() - t0)
+            def reply(status: int, detail: str) -> None:
+                self._inflight -= 1
+                if self.state is State.CLOSED:
+                    return  # stored all the same; the ESME will learn its fate from the receipt
+                self._send(
+                    response_for(pdu, status, message_id=detail) if status == 0 else response_for(pdu, status)
+                )
+                self.metrics.submit_latency.observe(time.perf_counter() - t0)
 
-        assert self._account is not None  # the state table admits submit_sm only when bound
-        self.gateway.submit(self._account, pdu, self.interface_version, reply)
+            self.gateway.submit(account, pdu, version, reply)  # type: ignore[arg-type]
+            return
+        if cid == CommandId.DATA_SM:
+
+            def data_reply(status: int, detail: str) -> None:
+                self._inflight -= 1
+                if self.state is not State.CLOSED:
+                    self._send(data_sm_resp(pdu, status, detail, version))
+
+            self.gateway.data_sm(account, pdu, version, data_reply)  # type: ignore[arg-type]
+            return
+
+        def answer(status: int, fields: dict[str, object]) -> None:
+            self._inflight -= 1
+            if self.state is not State.CLOSED:
+                self._send(resp_with(pdu, status, fields))
+
+        if cid == CommandId.SUBMIT_MULTI:
+            self.gateway.submit_multi(account, pdu, version, answer)  # type: ignore[arg-type]
+        elif cid == CommandId.QUERY_SM:
+            self.gateway.query(account, pdu, version, answer)  # type: ignore[arg-type]
+        elif cid == CommandId.CANCEL_SM:
+            self.gateway.cancel(account, pdu, answer)  # type: ignore[arg-type]
+        else:
+            self.gateway.replace(account, pdu, version, answer)  # type: ignore[arg-type]
+
+    def _throttles(self) -> Throttles:
+        throttles = getattr(self.factory, "throttles", None)
+        if throttles is None:  # a session without a factory (unit tests): buckets of its own
+            throttles = self.__dict__.setdefault("_own_throttles", Throttles())
+        return throttles
 
     def _on_response(self, pdu: Pdu) -> None:
         entry = self._pending.pop(pdu.sequence_number, None)
@@ -235,8 +282,18 @@ class SmppSession(Protocol):
         return self.config.window - self._deliveries
 
     def send_delivery(self, record: OutboxRecord, answer: Answer) -> None:
-        self._deliveries += 1
-        self._request(deliver_sm_for(record, self.next_sequence(), self.interface_version), answer)
+        account = self._account
+        mode = account.long_mo if account is not None else "udh"
+        enroute = account.intermediate_esm_class if account is not None else 0x04
+        pdus = deliver_sms_for(
+            record, self.next_sequence, self.interface_version, mode, self._mo_ref + 1, enroute
+        )
+        if len(pdus) > 1:
+            self._mo_ref = (self._mo_ref + 1) & 0xFFFF
+            answer = _all_of(len(pdus), answer)
+        for pdu in pdus:
+            self._deliveries += 1
+            self._request(pdu, answer)
 
     def unbind(self) -> None:
         """Server-initiated unbind: wait response_timeout for unbind_resp, then close anyway."""
@@ -332,3 +389,17 @@ class SmppSession(Protocol):
     def _close(self) -> None:
         if self.transport is not None:
             self.transport.loseConnection()
+
+
+def _all_of(parts: int, answer: Answer) -> Answer:
+    """One answer for a message sent in parts: OK when every part was, else the first refusal."""
+    state = [parts, 0]
+
+    def part_answer(status: int) -> None:
+        state[0] -= 1
+        if status and not state[1]:
+            state[1] = status
+        if not state[0]:
+            answer(state[1])
+
+    return part_answer

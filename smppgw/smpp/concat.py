@@ -124,3 +124,39 @@ def sar_tlvs(ref: int, total: int, seq: int) -> tuple[tuple[int, bytes], ...]:
         (Tag.SAR_TOTAL_SEGMENTS, bytes((total,))),
         (Tag.SAR_SEGMENT_SEQNUM, bytes((seq,))),
     )
+
+
+def _septet_coding(data_coding: int) -> bool:
+    return data_coding in (0, 1) or 0xF0 <= data_coding <= 0xF3
+
+
+def sms_capacity(data_coding: int, udh_length: int = 0) -> int:
+    """Octets of user data one SMS holds for unpacked 7-bit text (one septet per octet: 160
+    minus the header's septets) or 8-bit / UCS2 data (140 minus the header)."""
+    if _septet_coding(data_coding):
+        return 160 - (udh_length * 8 + 6) // 7
+    return 140 - udh_length
+
+
+def split_user_data(data: bytes, data_coding: int, size: int) -> list[bytes]:
+    """Cut `data` into chunks of at most `size` octets, never between the two octets of a GSM
+    ESC pair (unpacked 7-bit codings) or inside a UTF-16 surrogate pair (data_coding 8)."""
+    if size < 4:
+        raise ValueError(f"chunks of {size} octets")
+    chunks: list[bytes] = []
+    start = pos = 0
+    end = len(data)
+    septets = _septet_coding(data_coding)
+    while pos < end:
+        if septets:
+            step = 2 if data[pos] == 0x1B and pos + 1 < end else 1
+        elif data_coding == 8:
+            step = 4 if 0xD8 <= data[pos] <= 0xDB and pos + 3 < end else 2
+        else:
+            step = 1
+        if pos + step - start > size:
+            chunks.append(data[start:pos])
+            start = pos
+        pos += step
+    chunks.append(data[start:end])
+    return chunks

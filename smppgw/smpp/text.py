@@ -147,6 +147,14 @@ def unpack_septets(data: bytes, count: int | None = None) -> bytes:
     return bytes(out)
 
 
+def unpack_after_udh(user_data: bytes, udh_length: int) -> bytes:
+    """The septets of packed GSM user data that follow a UDH of `udh_length` octets (its length
+    octet included). The text starts on the next septet boundary after the header (fill bits,
+    TS 23.040 §9.2.3.24)."""
+    header_septets = (udh_length * 8 + 6) // 7
+    return unpack_septets(user_data)[header_septets:]
+
+
 def _charset(data: bytes, charset: str) -> str:
     if charset == "gsm":
         return gsm_decode(data)

@@ -78,6 +78,14 @@ class UpdateMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplaceMessage:
+    """Write the content columns a replace_sm changes (text, data_coding, registered_delivery,
+    schedule_at, valid_until) of a message the gateway still holds."""
+
+    record: MessageRecord
+
+
+@dataclass(frozen=True, slots=True)
 class AddOutbox:
     record: OutboxRecord
 
@@ -87,7 +95,7 @@ class RemoveOutbox:
     key: str
 
 
-Op = InsertMessage | UpdateMessage | AddOutbox | RemoveOutbox
+Op = InsertMessage | UpdateMessage | AddOutbox | RemoveOutbox | ReplaceMessage
 Done = Callable[[BaseException | None], None]
 
 

@@ -29,6 +29,7 @@ from smppgw.store.base import (
     Op,
     OutboxRecord,
     RemoveOutbox,
+    ReplaceMessage,
     Snapshot,
     UpdateMessage,
 )
@@ -71,6 +72,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 _INSERT_MSG = f"INSERT INTO messages ({', '.join(_MSG_COLS)}) VALUES ({', '.join('?' * len(_MSG_COLS))})"
 _UPDATE_MSG = (
     "UPDATE messages SET state=?, provider=?, provider_id=?, err=?, attempts=?, done_at=? WHERE id=?"
+)
+_REPLACE_MSG = (
+    "UPDATE messages SET text=?, data_coding=?, registered_delivery=?, schedule_at=?, valid_until=?"
+    " WHERE id=?"
 )
 _INSERT_OUT = (
     f"INSERT OR IGNORE INTO outbox ({', '.join(_OUT_COLS)}) VALUES ({', '.join('?' * len(_OUT_COLS))})"
@@ -183,11 +188,8 @@ class SqliteStore:
         if writes:
             try:
                 conn.execute("BEGIN")
-                high = 0
-                for ops, _done, high_id in writes:
-                    high = max(high, high_id)
-                    for op in ops:
-                        _apply(conn, op)
+                high = max(high_id for _ops, _done, high_id in writes)
+                _apply_all(conn, [op for ops, _done, _high in writes for op in ops])
                 if high:
                     conn.execute(_HIGH_ID, (str(high),))
                 conn.execute("COMMIT")
@@ -209,6 +211,41 @@ class SqliteStore:
         self._call_in_loop(_run_callbacks, results)
 
 
+def _apply_all(conn: sqlite3.Connection, ops: list[Op]) -> None:
+    """Apply a batch with one executemany per kind of write, in causal order: inserts, then
+    updates (an update writes the record's current columns, so one per message is enough),
+    then new outbox rows, then removed ones (a removal always follows its row's commit)."""
+    inserts, updates, adds, removes, others = [], {}, [], [], []
+    for op in ops:
+        kind = type(op)
+        if kind is InsertMessage:
+            inserts.append(_msg_row(op.record))
+        elif kind is UpdateMessage:
+            updates[op.record.id] = op.record
+        elif kind is AddOutbox:
+            adds.append(_out_row(op.record))
+        elif kind is RemoveOutbox:
+            removes.append((op.key,))
+        else:
+            others.append(op)
+    if inserts:
+        conn.executemany(_INSERT_MSG, inserts)
+    if updates:
+        conn.executemany(
+            _UPDATE_MSG,
+            [
+                (r.state, r.provider, r.provider_id, r.err, r.attempts, r.done_at, r.id)
+                for r in updates.values()
+            ],
+        )
+    for op in others:
+        _apply(conn, op)
+    if adds:
+        conn.executemany(_INSERT_OUT, adds)
+    if removes:
+        conn.executemany(_DELETE_OUT, removes)
+
+
 def _apply(conn: sqlite3.Connection, op: Op) -> None:
     if isinstance(op, InsertMessage):
         conn.execute(_INSERT_MSG, _msg_row(op.record))
@@ -219,6 +256,11 @@ def _apply(conn: sqlite3.Connection, op: Op) -> None:
         conn.execute(_INSERT_OUT, _out_row(op.record))
     elif isinstance(op, RemoveOutbox):
         conn.execute(_DELETE_OUT, (op.key,))
+    elif isinstance(op, ReplaceMessage):
+        r = op.record
+        conn.execute(
+            _REPLACE_MSG, (r.text, r.data_coding, r.registered_delivery, r.schedule_at, r.valid_until, r.id)
+        )
     else:  # pragma: no cover - a programming error, not input
         raise TypeError(f"unknown store op {op!r}")
 

@@ -243,3 +243,50 @@ async def test_messages_fail_over_to_the_next_provider_when_the_first_is_down(tm
         assert 'smppgw_provider_requests_total{call="send",outcome="retryable",provider="down"}' in text
     finally:
         await app.stop(grace=1.0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_least_cost_route_takes_the_provider_whose_published_price_is_lower(tmp_path):
+    from smppgw.fakes.smsfly import FakeSmsFly
+
+    fly = FakeSmsFly(api_key="k", delay=0.1).start()  # publishes 255-03 at 0.477, 255-01 at 0.478
+    app = start_app(
+        tmp_path,
+        providers={
+            "flat": {"type": "simulator", "delay": 0, "prices": {"380": 0.4775}},
+            "fly": {
+                "type": "smsfly",
+                "url": fly.url + "/api/v2/api.php",
+                "api_key": "k",
+                "poll_first": 0.2,
+                "networks": {"38050": "255-01", "38067": "255-03"},
+            },
+        },
+        routes=[{"providers": ["flat", "fly"], "strategy": "least-cost"}],
+    )
+    port = smpp_port(app)
+
+    def scenario():
+        assert wait_until(lambda: "fly" in app.gateway.prices.published)
+        esme = connect(port)
+        for dest in ("380671230000", "380501230000"):
+            esme.client.send_message(
+                source_addr_ton=5,
+                source_addr="InfoCenter",
+                dest_addr_ton=1,
+                destination_addr=dest,
+                short_message=b"x",
+                registered_delivery=1,
+            )
+        ok = esme.pump(lambda: len(esme.receipts) == 2, timeout=10)
+        esme.close()
+        return ok
+
+    try:
+        assert await deferToThread(scenario)
+        assert [m.destination for m in fly.messages.values()] == ["380671230000"]  # 0.477 beats 0.4775
+        text = app.metrics.exposition().decode()
+        assert 'smppgw_messages_total{account="demo",provider="flat",state="DELIVRD"} 1.0' in text
+    finally:
+        await app.stop(grace=1.0)
+        fly.stop()
