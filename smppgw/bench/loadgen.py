@@ -64,31 +64,21 @@ def templates(mix: bool, rd: int, texts: int = 6) -> list[bytes]:
         )
 
     # distinct numbers, as real traffic has (providers split repeated numbers into their own
-    # requests), none ending in the fakes' magic 0001-0007 suffixes
-    plain = [
-        sm(f"38050{i:05d}99", b"Benchmark message, plain GSM text %d" % (i % texts)) for i in range(3000)
-    ]
+    # requests, and long-message parts are joined by their addresses), none ending in the
+    # fakes' magic 0001-0007 suffixes
     if not mix:
-        return plain
-    ucs2 = [
-        sm(f"38067{i:05d}99", f"Привіт, це тест 👋 {i % 2}".encode("utf-16-be"), dc=8) for i in range(1000)
-    ]
+        return [
+            sm(f"38050{i:05d}99", b"Benchmark message, plain GSM text %d" % (i % texts)) for i in range(3000)
+        ]
     long_text = b"Long GSM benchmark text that needs two parts. " * 4
-    parts = []
-    for i in range(500):
-        ref = random.randrange(256)
-        chunks = [long_text[:153], long_text[153:]]
-        parts += [sm(f"38063{i:05d}99", make_udh(ref, 2, n + 1) + c, esm=0x40) for n, c in enumerate(chunks)]
-    # 3 plain : 1 UCS2 : 1 two-part message (2 PDUs), interleaved: 20% UCS2, 20% two-part UDH
     out = []
-    for i in range(1000):
+    for i in range(4000):  # 3 plain, 1 UCS2, 1 two-part UDH message: 20% UCS2, 20% long
+        out += [sm(f"3805{n}{i:05d}99", b"Benchmark message, plain GSM text %d" % n) for n in range(3)]
+        out.append(sm(f"38067{i:05d}99", f"Привіт, це тест 👋 {i % 2}".encode("utf-16-be"), dc=8))
+        ref = random.randrange(256)
         out += [
-            plain[3 * i],
-            plain[3 * i + 1],
-            plain[3 * i + 2],
-            ucs2[i],
-            parts[2 * (i % 500)],
-            parts[2 * (i % 500) + 1],
+            sm(f"38063{i:05d}99", make_udh(ref, 2, n + 1) + chunk, esm=0x40)
+            for n, chunk in enumerate((long_text[:153], long_text[153:]))
         ]
     return out
 
@@ -168,7 +158,7 @@ class Connection:
                     await asyncio.sleep(delay)
             await self.slots.acquire()
             self.seq = self.seq % 0x7FFFFFFF + 1
-            pdu = bytearray(bodies[i % len(bodies)])
+            pdu = bytearray(bodies[(offset + i * stride) % len(bodies)])  # connections share the cycle
             struct.pack_into(">I", pdu, 12, self.seq)
             self.sent_at[self.seq] = time.perf_counter()
             w.write(pdu)

@@ -217,6 +217,8 @@ class Gateway:
         try:
             fields = prepare(pdu, interface_version, now, account.dc0_charset, account.dc1_charset)
             providers = self.router.route(account.system_id, fields.destination, pdu.source_addr)
+            if account.strict_senders and self.chores.sender_known(providers[0], pdu.source_addr) is False:
+                raise Refused(Status.ESME_RINVSRCADR, "sender not in the provider's list", "unknown_sender")
         except Refused as e:
             self._refused(account, e, reply)
             return
@@ -424,7 +426,8 @@ class Gateway:
         self._recent_mo[key] = None
         while len(self._recent_mo) > RECENT_MO_MAX:
             self._recent_mo.popitem(last=False)
-        record = build_mo(key, account, self.ids.issue("decimal", 10), item, self.clock.seconds())
+        charset = self.accounts[account].dc0_charset if account in self.accounts else "gsm"
+        record = build_mo(key, account, self.ids.issue("decimal", 10), item, self.clock.seconds(), charset)
 
         def committed(error: BaseException | None) -> None:
             if error is not None:

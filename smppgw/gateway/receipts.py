@@ -62,12 +62,20 @@ def build_receipt(msg: MessageRecord, state: int, now: float) -> OutboxRecord:
     )
 
 
-def build_mo(key: str, account: str, message_id: str, item: Inbound, now: float) -> OutboxRecord:
-    """An MO message from a provider as a deliver_sm to the account (GSM if it fits, else UCS2)."""
-    if is_gsm(item.text):
-        data, dc = gsm_encode(item.text), 0
+def build_mo(
+    key: str, account: str, message_id: str, item: Inbound, now: float, dc0_charset: str = "gsm"
+) -> OutboxRecord:
+    """An MO message from a provider as a deliver_sm to the account: data_coding 0 in the
+    charset the account reads it as, when the text fits; UCS2 otherwise."""
+    data, dc = item.text.encode("utf-16-be"), 8
+    if dc0_charset.startswith("gsm"):
+        if is_gsm(item.text):
+            data, dc = gsm_encode(item.text), 0  # unpacked: packed septets are rare over SMPP
     else:
-        data, dc = item.text.encode("utf-16-be"), 8
+        try:
+            data, dc = item.text.encode("latin-1" if dc0_charset == "latin-1" else "ascii"), 0
+        except UnicodeEncodeError:
+            pass
     return OutboxRecord(
         key=key,
         account=account,

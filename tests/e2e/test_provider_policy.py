@@ -290,3 +290,36 @@ async def test_least_cost_route_takes_the_provider_whose_published_price_is_lowe
     finally:
         await app.stop(grace=1.0)
         fly.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_strict_senders_refuse_a_source_the_provider_does_not_list(tmp_path):
+    fake = FakeSmsClub(token="t", rate_limit=None, delay=0.1).start()  # lists VashZakaz, test1, test2
+    app = start_app(
+        tmp_path,
+        accounts={"demo": {"password": "demo", "strict_senders": True}},
+        providers={"club": {"type": "smsclub", "url": fake.url, "token": "t", "poll_first": 0.2}},
+    )
+    port = smpp_port(app)
+
+    def scenario():
+        assert wait_until(lambda: "club" in app.gateway.chores.senders)
+        esme = connect(port)
+        for source in ("VashZakaz", "Unlisted"):
+            esme.client.send_message(
+                source_addr_ton=5,
+                source_addr=source,
+                dest_addr_ton=1,
+                destination_addr="380671230000",
+                short_message=b"x",
+            )
+        assert esme.pump(lambda: len(esme.resps) == 2)
+        esme.close()
+        return sorted(esme.resps, key=lambda p: p.sequence)
+
+    try:
+        resps = await deferToThread(scenario)
+        assert [p.status for p in resps] == [0, 0x0A]
+    finally:
+        await app.stop(grace=1.0)
+        fake.stop()

@@ -93,3 +93,20 @@ def test_route_errors_name_the_key():
     with pytest.raises(ConfigError) as e:
         config([{"providers": ["a"]}], {"a": {"type": "simulator", "networks": {"380": "ukraine"}}})
     assert e.value.key == "providers.a.networks"
+
+
+@pytest.mark.parametrize(
+    "charset, text, dc, data",
+    [
+        ("gsm", "café {x}", 0, b"caf\x05 \x1b(x\x1b)"),
+        ("latin-1", "café", 0, "café".encode("latin-1")),
+        ("ascii", "café", 8, "café".encode("utf-16-be")),
+        ("gsm", "Привіт", 8, "Привіт".encode("utf-16-be")),
+    ],
+)
+def test_mo_text_is_written_in_the_charset_the_account_reads_data_coding_0_as(charset, text, dc, data):
+    from smppgw.gateway.receipts import build_mo
+    from smppgw.providers.base import Inbound
+
+    record = build_mo("k", "x", "1", Inbound("380501234567", "1234", text), 0.0, charset)
+    assert (record.data_coding, record.short_message) == (dc, data)
