@@ -241,7 +241,7 @@ def _server(r: _Reader) -> ServerConfig:
         inactivity_timeout=r.positive("inactivity_timeout", float, d.inactivity_timeout, "seconds"),
         response_timeout=r.positive("response_timeout", float, d.response_timeout, "seconds"),
         window=r.positive("window", int, d.window, "an integer"),
-        tls_port=_port(r, "tls_port", -1) if "tls_port" in r.table else r.used.add("tls_port"),
+        tls_port=_port(r, "tls_port", 0) if "tls_port" in r.table else None,
         tls_cert=r.get("tls_cert", str, d.tls_cert, "a PEM certificate file path"),
         tls_key=r.get("tls_key", str, d.tls_key, "a PEM private key file path"),
     )
