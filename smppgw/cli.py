@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import signal
 import sys
 from typing import Any
@@ -25,12 +24,7 @@ def _load(path: str) -> Any:
 def cmd_serve(args: argparse.Namespace) -> int:
     from twisted.internet import asyncioreactor
 
-    loop = None
-    if os.environ.get("SMPPGW_UVLOOP") == "1":
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    asyncioreactor.install(loop)  # before anything imports the reactor: httpx shares this loop
+    asyncioreactor.install()  # before anything imports the reactor: httpx shares this loop
     from twisted.internet import reactor
     from twisted.logger import STDLibLogObserver, globalLogBeginner
 

@@ -132,6 +132,7 @@ class Metrics:
             registry=r,
         )
         self._children: dict[tuple, Any] = {}
+        self.pdu_rows: dict[tuple[str, int, int], Any] = {}  # (direction, command_id, status) -> row
 
     def child(self, metric: MetricWrapperBase | CounterTable, *labels: str) -> Any:
         key = (id(metric), *labels)

@@ -377,7 +377,13 @@ class SmppSession(Protocol):
         self._count("out", pdu.command_id, pdu.command_status)
 
     def _count(self, direction: str, command_id: int, status: int) -> None:
-        self.metrics.child(self.metrics.pdus, direction, *label_of(command_id, status)).inc()
+        rows = self.metrics.pdu_rows
+        row = rows.get((direction, command_id, status))
+        if row is None:  # once per (direction, command, status): labels resolved, then a dict hit
+            row = rows[(direction, command_id, status)] = self.metrics.child(
+                self.metrics.pdus, direction, *label_of(command_id, status)
+            )
+        row.inc()
 
     def _unbound(self, by: str) -> None:
         if self.state in _BIND_NAMES:
