@@ -136,7 +136,9 @@ def parser() -> argparse.ArgumentParser:
         "--option", action="append", default=[], metavar="KEY=VALUE", help="fake option (repeatable)"
     )
     f.set_defaults(func=cmd_fake_provider)
-    sub.add_parser("bench", help="benchmark a gateway on loopback (see `smppgw bench --help`)", add_help=False)
+    sub.add_parser(
+        "bench", help="benchmark a gateway on loopback (see `smppgw bench --help`)", add_help=False
+    )
     return p
 
 
