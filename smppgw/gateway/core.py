@@ -276,36 +276,27 @@ class Gateway:
         held = self._held_acks.pop(record.id, None)
         if record.id not in self.live:
             return
-        if held is not None:
-            # ack = "provider": the ESME learns the provider's answer in the submit_sm_resp, so a
-            # refusal ends the message here, without a receipt for a message it was told failed.
-            if result.error is not None:
-                held(result.error.command_status, "")
-                event(
-                    log,
-                    "message_refused",
-                    account=record.account,
-                    message_id=record.id,
-                    provider=record.provider,
-                    detail=result.error.detail,
-                    status=hex(result.error.command_status),
-                )
-                self._finalize(record, REJECTED, result.error.err, receipt=False)
-                return
-            held(Status.ESME_ROK, record.id)
-        if result.error is not None:
-            state = UNDELIVERABLE if result.error.retryable else REJECTED
+        error = result.error
+        if error is not None:
             event(
                 log,
-                "message_failed",
+                "message_refused" if held else "message_failed",
                 account=record.account,
                 message_id=record.id,
                 provider=record.provider,
-                detail=result.error.detail,
-                status=hex(result.error.command_status),
+                detail=error.detail,
+                status=hex(error.command_status),
             )
-            self._finalize(record, state, result.error.err)
+            if held is not None:
+                # ack = "provider": the ESME learns the provider's verdict in the submit_sm_resp,
+                # so no receipt follows for a message it was told failed.
+                held(error.command_status, "")
+                self._finalize(record, REJECTED, error.err, receipt=False)
+            else:
+                self._finalize(record, UNDELIVERABLE if error.retryable else REJECTED, error.err)
             return
+        if held is not None:
+            held(Status.ESME_ROK, record.id)
         record.provider_id = result.provider_id or ""
         if result.state >= 2:
             # the send answer is already final (e.g. a duplicate the provider had accepted before,
@@ -415,9 +406,12 @@ class Gateway:
             self.metrics.child(self.metrics.inbound, "-", "unrouted").inc()
             answer(True)
             return
-        ident = item.provider_id or hashlib.sha1(
-            f"{item.source}|{item.destination}|{item.text}|{item.received_at}".encode()
-        ).hexdigest()[:20]
+        ident = (
+            item.provider_id
+            or hashlib.sha1(
+                f"{item.source}|{item.destination}|{item.text}|{item.received_at}".encode()
+            ).hexdigest()[:20]
+        )
         key = f"mo/{provider}/{ident}"
         if key in self._recent_mo:
             self.metrics.child(self.metrics.inbound, account, "duplicate").inc()
@@ -570,6 +564,7 @@ def _same_addresses(pdu: SubmitSm) -> CancelSm:
         pdu.dest_addr_npi,
         pdu.destination_addr,
     )
+
 
 def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)

@@ -7,6 +7,7 @@ A deliver_sm longer than one SMS (an MO message) goes out as the account asks (s
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -92,18 +93,8 @@ def deliver_sms_for(
 def _with(
     base: DeliverSm, seq: int, sm: bytes, esm_class: int, tlvs: tuple[tuple[int, bytes], ...]
 ) -> DeliverSm:
-    return DeliverSm(
-        sequence_number=seq,
-        source_addr_ton=base.source_addr_ton,
-        source_addr_npi=base.source_addr_npi,
-        source_addr=base.source_addr,
-        dest_addr_ton=base.dest_addr_ton,
-        dest_addr_npi=base.dest_addr_npi,
-        destination_addr=base.destination_addr,
-        esm_class=esm_class,
-        data_coding=base.data_coding,
-        short_message=sm,
-        tlvs=base.tlvs + tlvs,
+    return dataclasses.replace(
+        base, sequence_number=seq, short_message=sm, esm_class=esm_class, tlvs=base.tlvs + tlvs
     )
 
 
