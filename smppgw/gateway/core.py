@@ -11,9 +11,7 @@ Sessions reach the gateway through `authenticate`, `session_bound`/`session_gone
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -24,12 +22,13 @@ from smppgw.gateway.chores import Chores
 from smppgw.gateway.dispatch import Dispatcher
 from smppgw.gateway.held import Held
 from smppgw.gateway.ids import IdIssuer
+from smppgw.gateway.inbound import InboundDesk
 from smppgw.gateway.operations import Answer, Operations
 from smppgw.gateway.outbox import DeliverySession, Outbox
 from smppgw.gateway.passwords import PasswordChecker
 from smppgw.gateway.prices import PriceBook
 from smppgw.gateway.reassembly import Reassembler
-from smppgw.gateway.receipts import build_mo, build_receipt, wants_receipt
+from smppgw.gateway.receipts import build_receipt, wants_receipt
 from smppgw.gateway.router import NoRoute, Router
 from smppgw.gateway.submit import Prepared, RefusalLog, Refused, prepare
 from smppgw.gateway.tracker import Tracker
@@ -40,7 +39,6 @@ from smppgw.providers.base import (
     REJECTED,
     UNDELIVERABLE,
     UNKNOWN,
-    Inbound,
     OutboundSms,
     Provider,
     SendResult,
@@ -65,7 +63,6 @@ log = logging.getLogger("smppgw.gateway")
 
 Reply = Callable[[int, str], None]  # (command_status, message_id)
 EARLY_REPORTS_MAX = 10_000
-RECENT_MO_MAX = 10_000
 EARLY_REPORT_TTL = 120.0
 
 
@@ -100,8 +97,11 @@ class Gateway:
             self._next_provider,
             retries=lambda record: record.id not in self._held_acks,
         )
+        self.inbound = InboundDesk(
+            config.inbound, config.accounts, store, self.outbox, lambda: self.ids, metrics, clock
+        )
+        self.on_inbound = self.inbound.receive
         self.chores = Chores(providers, config.providers, clock, metrics, self.on_inbound, self.prices)
-        self._recent_mo: OrderedDict[str, None] = OrderedDict()  # MO keys seen lately, for de-duplication
         self.tracker = Tracker(
             providers,
             config.providers,
@@ -388,64 +388,6 @@ class Gateway:
         self.parts.follow(ops)
 
     # -- queries ------------------------------------------------------------------------------
-
-    # -- MO from providers --------------------------------------------------------------------
-
-    def on_inbound(self, provider: str, item: Inbound, done: Callable[[bool], None] | None = None) -> None:
-        """An MO message a provider reported (poll or webhook): to the account owning the number.
-
-        `done(True)` once it is committed (or known already), `done(False)` if it could not be
-        stored, so a webhook can answer 2xx only for what is safe.
-        """
-        answer = done or (lambda ok: None)
-        account = self._inbound_account(provider, item.destination)
-        if account is None:
-            # No [[inbound]] entry names this number: nobody to give it to. Say so loudly; a 2xx
-            # stops the provider's retries, which would not change the config.
-            event(log, "inbound_unrouted", logging.ERROR, provider=provider, destination=item.destination)
-            self.metrics.child(self.metrics.inbound, "-", "unrouted").inc()
-            answer(True)
-            return
-        ident = (
-            item.provider_id
-            or hashlib.sha1(
-                f"{item.source}|{item.destination}|{item.text}|{item.received_at}".encode()
-            ).hexdigest()[:20]
-        )
-        key = f"mo/{provider}/{ident}"
-        if key in self._recent_mo:
-            self.metrics.child(self.metrics.inbound, account, "duplicate").inc()
-            answer(True)
-            return
-        self._recent_mo[key] = None
-        while len(self._recent_mo) > RECENT_MO_MAX:
-            self._recent_mo.popitem(last=False)
-        charset = self.accounts[account].dc0_charset if account in self.accounts else "gsm"
-        record = build_mo(key, account, self.ids.issue("decimal", 10), item, self.clock.seconds(), charset)
-
-        def committed(error: BaseException | None) -> None:
-            if error is not None:
-                self._recent_mo.pop(key, None)
-                event(log, "inbound_store_failed", logging.ERROR, provider=provider, error=repr(error))
-                answer(False)
-                return
-            self.metrics.child(self.metrics.inbound, account, "accepted").inc()
-            self.outbox.add(record)
-            answer(True)
-
-        self.store.write([AddOutbox(record)], committed, high_id=self.ids.high)
-
-    def _inbound_account(self, provider: str, number: str) -> str | None:
-        number = number.lstrip("+")
-        fallback = None
-        for route in self.config.inbound:
-            if route.providers and provider not in route.providers:
-                continue
-            if number in route.numbers:
-                return route.account
-            if "*" in route.numbers and fallback is None:
-                fallback = route.account
-        return fallback
 
     def live_message(self, message_id: str) -> MessageRecord | None:
         return self.live.get(message_id)
