@@ -36,6 +36,7 @@ from smppgw.logs import event
 from smppgw.metrics import Metrics
 from smppgw.providers.base import (
     ENROUTE,
+    EXPIRED,
     REJECTED,
     UNDELIVERABLE,
     UNKNOWN,
@@ -75,13 +76,8 @@ class Gateway:
         metrics: Metrics,
         clock: IReactorTime,
     ) -> None:
-        self.config, self.store, self.providers, self.metrics, self.clock = (
-            config,
-            store,
-            providers,
-            metrics,
-            clock,
-        )
+        self.config, self.store, self.providers = config, store, providers
+        self.metrics, self.clock = metrics, clock
         self.accounts = config.accounts
         self.passwords = PasswordChecker()
         self.prices = PriceBook(config.providers)
@@ -118,11 +114,9 @@ class Gateway:
         self.by_provider_id: dict[tuple[str, str], MessageRecord] = {}
         self._tried: dict[str, set[str]] = {}  # providers a message failed over from
         self._held_acks: dict[str, Reply] = {}  # ack = "provider": replies waiting for the provider
-        self._early: dict[
-            tuple[str, str], tuple[float, StatusReport]
-        ] = {}  # reports that beat their send answer
+        # reports that beat the send answer they belong to: (provider, provider id) -> (when, report)
+        self._early: dict[tuple[str, str], tuple[float, StatusReport]] = {}
         self.sessions: dict[str, list[object]] = {}
-        self._messages_child: dict[tuple[str, str, str], object] = {}
         self.started = False
         self.parts = Reassembler(self)
         self.held = Held(clock, self._release)
@@ -236,7 +230,7 @@ class Gateway:
     def _dispatch(self, record: MessageRecord) -> None:
         now = self.clock.seconds()
         if record.valid_until is not None and now >= record.valid_until:
-            self._finalize(record, 3, "000")  # EXPIRED before any provider took it
+            self._finalize(record, EXPIRED, "000")  # before any provider took it
             return
         if record.schedule_at is not None and record.schedule_at > now and self._holds_here(record):
             self.held.hold(record)
