@@ -323,3 +323,38 @@ async def test_strict_senders_refuse_a_source_the_provider_does_not_list(tmp_pat
     finally:
         await app.stop(grace=1.0)
         fake.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_message_with_no_final_status_by_the_horizon_gets_a_final_unknown_receipt(tmp_path):
+    fake = FakeSmsClub(token="t", rate_limit=None, delay=0.1).start()  # ...0003: never final there
+    app = start_app(
+        tmp_path,
+        providers={"club": {"type": "smsclub", "url": fake.url, "token": "t", "poll_first": 0.2}},
+        dispatch={"status_horizon": 1.5},
+    )
+    port = smpp_port(app)
+
+    def scenario():
+        esme = connect(port)
+        esme.client.send_message(
+            source_addr_ton=5,
+            source_addr="VashZakaz",
+            dest_addr_ton=1,
+            destination_addr="380671230003",
+            short_message=b"x",
+            registered_delivery=1,
+        )
+        ok = esme.pump(lambda: esme.receipts, timeout=10)
+        esme.close()
+        return ok, esme
+
+    try:
+        ok, esme = await deferToThread(scenario)
+        assert ok
+        (receipt,) = esme.receipts
+        assert receipt_fields(receipt)["stat"] == "UNKNOWN" and receipt.message_state == 7
+        assert len(fake.requests_to("POST", "/sms/status")) >= 1  # it was polled before giving up
+    finally:
+        await app.stop(grace=1.0)
+        fake.stop()
