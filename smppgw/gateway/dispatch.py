@@ -77,7 +77,17 @@ class Breaker:
 
 
 class _Lane:
-    __slots__ = ("provider", "queue", "in_flight", "gauge", "breaker", "tokens", "refilled", "wakeup")
+    __slots__ = (
+        "provider",
+        "queue",
+        "in_flight",
+        "gauge",
+        "breaker",
+        "tokens",
+        "refilled",
+        "wakeup",
+        "pump_due",
+    )
 
     def __init__(self, provider: Provider, gauge: object, breaker: Breaker, now: float) -> None:
         self.provider = provider
@@ -88,6 +98,7 @@ class _Lane:
         self.tokens = float(self.burst)
         self.refilled = now
         self.wakeup: IDelayedCall | None = None
+        self.pump_due = False
 
     @property
     def burst(self) -> float:
@@ -128,6 +139,14 @@ class Dispatcher:
         if lane.breaker.is_open(self.clock.seconds()) and self._move_on(record, "breaker_open"):
             return
         lane.queue.append(record)
+        if not lane.pump_due:
+            # once per loop turn, not per message: everything committed in one batch goes out
+            # in one provider request instead of one request (and one task) each
+            lane.pump_due = True
+            self.clock.callLater(0, self._pump_soon, lane)
+
+    def _pump_soon(self, lane: _Lane) -> None:
+        lane.pump_due = False
         self._pump(lane)
 
     def queued(self) -> int:

@@ -65,8 +65,10 @@ def make(providers, chain, **cfg):
     return d, clock, results
 
 
-async def turn():
+async def turn(clock=None):
     for _ in range(5):
+        if clock is not None:
+            clock.advance(0)  # the dispatcher pumps once per loop turn
         await aio(asyncio.sleep(0))
 
 
@@ -76,7 +78,7 @@ async def test_messages_go_in_batches_of_the_provider_limit():
     d, clock, results = make({"a": a}, ["a"])
     for i in range(7):
         d.enqueue(record(i))
-    await turn()
+    await turn(clock)
     # the first messages go at once (no waiting to fill a batch); the rest, queued behind the
     # two requests in flight, go in batches no larger than the limit
     sizes = [len(b) for b in a.requests]
@@ -90,12 +92,12 @@ async def test_requests_per_second_is_kept_with_a_token_bucket():
     d, clock, results = make({"a": a}, ["a"])
     for i in range(6):
         d.enqueue(record(i))
-    await turn()
+    await turn(clock)
     assert len(a.requests) == 2  # the burst
     sent = []
     for _ in range(4):
         clock.advance(0.5)  # one token each half second at 2/s
-        await turn()
+        await turn(clock)
         sent.append(len(a.requests))
     assert sent == [3, 4, 5, 6]
 
@@ -105,10 +107,10 @@ async def test_retryable_failures_fail_over_after_max_attempts():
     a, b = Provider("a", fail=True), Provider("b")
     d, clock, results = make({"a": a, "b": b}, ["a", "b"], max_attempts=3, breaker_threshold=100)
     d.enqueue(record(1))
-    await turn()
+    await turn(clock)
     for _ in range(3):
         clock.advance(1.0)
-        await turn()
+        await turn(clock)
     assert len(a.requests) == 3
     assert [(mid, prov, res.ok) for mid, prov, res in results] == [("1", "b", True)]
 
@@ -118,9 +120,9 @@ async def test_no_provider_left_reports_the_last_error():
     a = Provider("a", fail=True)
     d, clock, results = make({"a": a}, ["a"], max_attempts=2, breaker_threshold=100)
     d.enqueue(record(1))
-    await turn()
+    await turn(clock)
     clock.advance(1.0)
-    await turn()
+    await turn(clock)
     assert len(results) == 1 and results[0][2].error.retryable
 
 
@@ -132,17 +134,17 @@ async def test_open_breaker_sends_new_messages_to_the_next_provider_and_retries_
     )
     d.enqueue(record(1))
     d.enqueue(record(2))
-    await turn()
+    await turn(clock)
     assert len(a.requests) == 2  # two failed requests: the breaker opens
     d.enqueue(record(3))
-    await turn()
+    await turn(clock)
     assert len(a.requests) == 2
     assert ("3", "b", True) in [(m, p, r.ok) for m, p, r in results]
     a.fail = False
     clock.advance(30)  # cool-down over: the retries of 1 and 2 come back, one trial goes to a
-    await turn()
+    await turn(clock)
     clock.advance(1)
-    await turn()
+    await turn(clock)
     assert len(a.requests) >= 3
     assert sorted(m for m, _, r in results if r.ok) == ["1", "2", "3"]
 

@@ -105,9 +105,11 @@ def submit(seq, text=b"hi", **kw):
                     destination_addr="380501234567", short_message=text, **kw)  # fmt: skip
 
 
-async def turn_loop():
-    """Let asyncio run the provider-send task the dispatcher started (one loop turn, no timer)."""
+async def turn_loop(clock):
+    """Let the dispatcher pump (a zero-delay call on the test clock) and asyncio run the
+    provider-send task it started: loop turns, no time passing."""
     for _ in range(3):
+        clock.advance(0)
         await aio(asyncio.sleep(0))
 
 
@@ -203,7 +205,7 @@ async def test_a_part_waiting_at_a_restart_is_never_sent_and_ends_undeliverable(
 
     again = Harness(tmp_path, account={"reassembly_timeout": 30}, clock=h.clock)
     try:
-        await turn_loop()
+        await turn_loop(h.clock)
         assert again.sim.sent == 0  # a fragment is never sent on its own
         again.clock.advance(31)
         again.flush_store()
@@ -224,7 +226,7 @@ async def test_followers_take_every_state_of_the_part_that_went_out(h):
     h.flush_store()
     h.flush_store(timeout=0.05)
     resps = {r.sequence_number: r.message_id for r in h.received()}
-    await turn_loop()  # the provider takes the joined text
+    await turn_loop(h.clock)  # the provider takes the joined text
     h.flush_store()
     h.clock.advance(1.0)  # the simulator's final report
     h.flush_store()
@@ -273,10 +275,10 @@ async def test_held_messages_share_one_timer_and_leave_at_their_time(h):
     h.flush_store()
     assert len(h.clock.getDelayedCalls()) == timers
     h.clock.advance(600)
-    await turn_loop()
+    await turn_loop(h.clock)
     assert h.sim.sent == 1
     h.clock.advance(600)
-    await turn_loop()
+    await turn_loop(h.clock)
     assert h.sim.sent == 2
 
 
@@ -294,7 +296,7 @@ async def test_a_cancelled_message_never_reaches_the_provider(h):
         (CommandId.CANCEL_SM_RESP, 0)
     ]
     h.clock.advance(700)
-    await turn_loop()
+    await turn_loop(h.clock)
     assert h.sim.sent == 0
 
 

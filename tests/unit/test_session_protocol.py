@@ -186,9 +186,11 @@ def test_submits_beyond_the_window_get_rmsgqful(h):
     assert sorted(r.sequence_number for r in h.received()) == [2, 3, 4]
 
 
-async def turn_loop():
-    """Let asyncio run the provider-send task the dispatcher started (one loop turn, no timer)."""
+async def turn_loop(clock):
+    """Let the dispatcher pump (a zero-delay call on the test clock) and asyncio run the
+    provider-send task it started: loop turns, no time passing."""
     for _ in range(3):
+        clock.advance(0)
         await aio(asyncio.sleep(0))
 
 
@@ -198,7 +200,7 @@ async def test_receipt_is_resent_when_the_esme_does_not_answer_in_time(h):
     h.send(submit(2))
     h.flush_store()
     h.received()
-    await turn_loop()  # the simulator accepts the message
+    await turn_loop(h.clock)  # the simulator accepts the message
     h.flush_store()  # ENROUTE state committed
     h.clock.advance(1.0)  # simulator reports DELIVRD
     h.flush_store()  # state + receipt committed
