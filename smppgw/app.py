@@ -13,7 +13,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import deferLater
 
 from smppgw.aio import as_deferred
-from smppgw.config import Config, ConfigError, ProviderSettings
+from smppgw.config import Config, ProviderSettings
 from smppgw.gateway.core import Gateway
 from smppgw.logs import event
 from smppgw.metrics import Metrics
@@ -37,9 +37,7 @@ def build_provider(settings: ProviderSettings, clock: Any) -> Provider:
             kind = int if key == "max_concurrency" else (int, float)
             value = settings.get(key, kind)
             if value <= 0:
-                raise ConfigError(
-                    settings.source, f"providers.{settings.name}.{key}", f"a number > 0, got {value}"
-                )
+                raise settings.error(key, f"a number > 0, got {value}")
             overrides[key] = value
     if overrides:
         provider.limits = dataclasses.replace(provider.limits, **overrides)

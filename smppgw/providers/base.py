@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol, runtime_checkable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # SMPP 3.4 message_state values (§5.2.28), repeated here so adapters need nothing from smpp/.
 ENROUTE, DELIVERED, EXPIRED, DELETED, UNDELIVERABLE, ACCEPTED, UNKNOWN, REJECTED = range(1, 9)
@@ -261,14 +262,9 @@ class ProviderSettings:
     def get(
         self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, secret: bool = False
     ) -> Any:
-        from smppgw.config import ConfigError
-
-        where = f"providers.{self.name}.{key}"
         if key not in self.options:
             if default is ...:
-                raise ConfigError(
-                    self.source, where, f"a {_kind_name(kind)} (required for type {self.type!r})"
-                )
+                raise self.error(key, f"a {_kind_name(kind)} (required for type {self.type!r})")
             return default
         value = self.options[key]
         if (
@@ -276,11 +272,25 @@ class ProviderSettings:
             and kind is not bool
             and bool not in (kind if isinstance(kind, tuple) else ())
         ):
-            raise ConfigError(self.source, where, f"a {_kind_name(kind)}, got a boolean")
+            raise self.error(key, f"a {_kind_name(kind)}, got a boolean")
         if not isinstance(value, kind):
             shown = "<hidden>" if secret else repr(value)
-            raise ConfigError(self.source, where, f"a {_kind_name(kind)}, got {shown}")
+            raise self.error(key, f"a {_kind_name(kind)}, got {shown}")
         return value
+
+    def error(self, key: str, expected: str) -> Exception:
+        """A ConfigError naming the file and `providers.<name>.<key>`, for adapters' own checks."""
+        from smppgw.config import ConfigError  # late: config imports the provider registry
+
+        return ConfigError(self.source, f"providers.{self.name}.{key}", expected)
+
+    def zone(self, key: str, default: str) -> tzinfo:
+        """An IANA time zone option ("UTC" needs no tz database)."""
+        name = self.get(key, str, default)
+        try:
+            return UTC if name.upper() == "UTC" else ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.error(key, "an IANA zone name known here (install tzdata, or use UTC)") from None
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:

@@ -41,7 +41,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 from urllib.parse import parse_qsl
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
@@ -127,7 +126,7 @@ class FloppySend:
         self._balance_method = _method(settings, "balance_method")
         self._separator = get("number_separator", str, ",")
         self._check_sender = get("check_sender", bool, True)
-        self._tz = _zone(settings, get("timezone", str, "UTC"))
+        self._tz = settings.zone("timezone", "UTC")
         self._id_keys = _lowered(get("webhook_id_keys", list, ["ID", "MessageId", "msgid"]))
         self._status_keys = _lowered(get("webhook_status_keys", list, ["Status", "stat"]))
         self._unknown_state = _stat_word_state(settings, get("unknown_status", str, "UNKNOWN"))
@@ -431,35 +430,22 @@ def _lowered(keys: list[Any]) -> tuple[str, ...]:
     return tuple(str(k).lower() for k in keys)
 
 
-def _bad(settings: ProviderSettings, key: str, expected: str) -> Exception:
-    from smppgw.config import ConfigError  # late, as in base.py: config imports the registries
-
-    return ConfigError(settings.source, f"providers.{settings.name}.{key}", expected)
-
-
 def _method(settings: ProviderSettings, key: str) -> str:
     method = settings.get(key, str, "POST").upper()
     if method not in ("GET", "POST"):
-        raise _bad(settings, key, '"GET" or "POST"')
+        raise settings.error(key, '"GET" or "POST"')
     return method
-
-
-def _zone(settings: ProviderSettings, name: str) -> tzinfo:
-    try:
-        return UTC if name.upper() == "UTC" else ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise _bad(settings, "timezone", "an IANA zone name") from None
 
 
 def _stat_word_state(settings: ProviderSettings, word: str) -> int:
     states = {w: s for s, w in STAT_WORDS.items()}
     if word.upper() not in states:
-        raise _bad(settings, "unknown_status", f"one of {', '.join(sorted(states))}")
+        raise settings.error("unknown_status", f"one of {', '.join(sorted(states))}")
     return states[word.upper()]
 
 
 def _error_codes(settings: ProviderSettings, table: dict[str, Any]) -> dict[str, int]:
     for code, status in table.items():
         if isinstance(status, bool) or not isinstance(status, int):
-            raise _bad(settings, f"error_codes.{code}", "an integer command_status")
+            raise settings.error(f"error_codes.{code}", "an integer command_status")
     return {str(code).strip(): status for code, status in table.items()}

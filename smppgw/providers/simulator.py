@@ -52,8 +52,6 @@ class Simulator:
     pushes_reports = True  # reports arrive through report_sink; poll is for resumed messages
 
     def __init__(self, settings: ProviderSettings, clock: IReactorTime | None = None) -> None:
-        from smppgw.config import ConfigError
-
         if clock is None:
             from twisted.internet import reactor
 
@@ -69,22 +67,14 @@ class Simulator:
             for k, v in table.items():
                 word = v if key == "suffixes" else k
                 if word not in STATES:
-                    raise ConfigError(
-                        settings.source,
-                        f"providers.{self.name}.{key}",
-                        f"stat words among {', '.join(STATES)}, got {word!r}",
-                    )
+                    raise settings.error(key, f"stat words among {', '.join(STATES)}, got {word!r}")
         for k, w in outcomes.items():
             if not isinstance(w, int | float) or isinstance(w, bool) or w < 0:
-                raise ConfigError(
-                    settings.source, f"providers.{self.name}.outcomes.{k}", f"a weight >= 0, got {w!r}"
-                )
+                raise settings.error(f"outcomes.{k}", f"a weight >= 0, got {w!r}")
         if not sum(outcomes.values()):
-            raise ConfigError(settings.source, f"providers.{self.name}.outcomes", "at least one weight > 0")
+            raise settings.error("outcomes", "at least one weight > 0")
         if self.delay < 0:
-            raise ConfigError(
-                settings.source, f"providers.{self.name}.delay", f"seconds >= 0, got {self.delay}"
-            )
+            raise settings.error("delay", f"seconds >= 0, got {self.delay}")
         self._words = list(outcomes)
         self._cumulative = list(itertools.accumulate(float(outcomes[w]) for w in self._words))
         self._total = self._cumulative[-1]

@@ -155,13 +155,11 @@ class SmsClub:
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        from smppgw.config import ConfigError
-
         self.name = settings.name
         get = settings.get
         token = get("token", str, secret=True)
         if not token.strip():
-            raise ConfigError(settings.source, f"providers.{settings.name}.token", "a non-empty string")
+            raise settings.error("token", "a non-empty string")
         self._phone_rx = re.compile(get("phone_pattern", str, r"[0-9]{7,15}"))
         texts = get("invalid_number_texts", list, DEFAULT_INVALID_NUMBER_TEXTS)
         self._invalid_texts = tuple(str(t).lower() for t in texts)
@@ -170,9 +168,7 @@ class SmsClub:
         self._window = float(get("duplicate_window", (int, float), 120))
         dup_state = get("duplicate_retry_state", str, "UNKNOWN").upper()
         if dup_state not in ("UNKNOWN", "ENROUTE"):
-            raise ConfigError(
-                settings.source, f"providers.{settings.name}.duplicate_retry_state", '"UNKNOWN" or "ENROUTE"'
-            )
+            raise settings.error("duplicate_retry_state", '"UNKNOWN" or "ENROUTE"')
         self._dup_state = UNKNOWN if dup_state == "UNKNOWN" else ENROUTE
         self._unknown_state = UNKNOWN if get("unknown_status_final", bool, False) else ENROUTE
         self._integration_id = get("integration_id", (str, int), None)

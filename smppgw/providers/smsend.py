@@ -52,11 +52,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
-from smppgw.config import ConfigError
 from smppgw.providers.base import (
     DELIVERED,
     ENROUTE,
@@ -151,19 +149,11 @@ class SmSend:
         self._password: str = get("password", str, secret=True)
         self._auth_mode: str = get("auth", str, "session")
         if self._auth_mode not in ("session", "token"):
-            raise ConfigError(settings.source, f"providers.{self.name}.auth", '"session" or "token"')
+            raise settings.error("auth", '"session" or "token"')
         self._message_type: str = get("message_type", str, "N")
         self._send_sender: bool = get("send_sender", bool, self._message_type not in LOW_COST_TYPES)
         self._prefix: str = get("recipient_prefix", str, "+")
-        zone: str = get("timezone", str, "Europe/Rome")
-        try:
-            self._tz = ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(
-                settings.source,
-                f"providers.{self.name}.timezone",
-                "an IANA zone known here (install tzdata, or use UTC)",
-            ) from None
+        self._tz = settings.zone("timezone", "Europe/Rome")
         self._send_tz: bool = get("send_timezone", bool, False)
         self._currency: str = get("currency", str, "EUR")
         self._no_credit: int = get("no_credit_status", int, ESME_RSUBMITFAIL)
@@ -175,11 +165,7 @@ class SmSend:
         stats = {word: state for state, word in STAT_WORDS.items()}
         for word, stat in get("status_overrides", dict, {}).items():
             if stat not in stats:
-                raise ConfigError(
-                    settings.source,
-                    f"providers.{self.name}.status_overrides.{word}",
-                    f"one of {', '.join(stats)}",
-                )
+                raise settings.error(f"status_overrides.{word}", f"one of {', '.join(stats)}")
             self._table[str(word).upper()] = (stats[stat], self._table.get(str(word).upper(), UNLISTED)[1])
         concurrency: int = get("max_concurrency", int, 4)
         text_max = 160 if self._message_type in LOW_COST_TYPES else 1000

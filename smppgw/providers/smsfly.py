@@ -148,7 +148,7 @@ class SmsFly:
         self._currency: str = get("currency", str, "UAH")
         self._fallback_tz = _offset(get("utc_offset", str, "+0200"))
         if self._fallback_tz is None:
-            raise _config_error(settings, "utc_offset", 'an offset like "+0200"')
+            raise settings.error("utc_offset", 'an offset like "+0200"')
         self._price_mccs: list[str] = [str(m) for m in get("price_mccs", list, ["255"])]
         concurrency: int = get("max_concurrency", int, 4)
         self.limits = ProviderLimits(
@@ -376,14 +376,8 @@ def _channels(settings: ProviderSettings, value: str | list) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     channels = tuple(str(c).strip().lower() for c in items if str(c).strip())
     if not channels or any(c not in CHANNELS for c in channels) or len(set(channels)) != len(channels):
-        raise _config_error(settings, "channels", f'"sms", "viber" or "viber,sms", got {value!r}')
+        raise settings.error("channels", f'"sms", "viber" or "viber,sms", got {value!r}')
     return channels
-
-
-def _config_error(settings: ProviderSettings, key: str, expected: str) -> Exception:
-    from smppgw.config import ConfigError  # late, as in providers.base: config imports the providers
-
-    return ConfigError(settings.source, f"providers.{settings.name}.{key}", expected)
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -50,7 +50,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import parse_qs
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from smppgw.providers.base import (
     DELIVERED,
@@ -144,9 +143,9 @@ class SmsPartner:
         self.name = settings.name
         self._key: str = settings.get("api_key", str, secret=True)
         if not self._key.strip():
-            raise _bad(settings, "api_key", "a non-empty string")
+            raise settings.error("api_key", "a non-empty string")
         self._url = (settings.url or DEFAULT_URL).rstrip("/").removesuffix("/v1")
-        self._tz = _zone(settings, settings.get("timezone", str, "Europe/Paris"))
+        self._tz = settings.zone("timezone", "Europe/Paris")
         self._country = settings.get("default_country_code", str, "33").lstrip("+")
         self._escape = settings.get("escape_text", bool, True)
         self._scheduled_alone = settings.get("schedule_one_per_request", bool, True)
@@ -155,17 +154,17 @@ class SmsPartner:
         self._codes[11] = (Permanent, settings.get("no_credit_status", int, ESME_RSUBMITFAIL))
         for code, status in settings.get("error_codes", dict, {}).items():
             if not str(code).isdigit() or isinstance(status, bool) or not isinstance(status, int):
-                raise _bad(settings, f"error_codes.{code}", "an integer command_status for a numeric code")
+                raise settings.error(f"error_codes.{code}", "an integer command_status for a numeric code")
             self._codes[int(code)] = (self._codes.get(int(code), (Permanent, 0))[0], status)
         states = {w: s for s, w in STAT_WORDS.items()}
         unknown = settings.get("unknown_status", str, "ENROUTE").upper()
         if unknown not in states:
-            raise _bad(settings, "unknown_status", f"one of {', '.join(sorted(states))}")
+            raise settings.error("unknown_status", f"one of {', '.join(sorted(states))}")
         self._unknown_state = states[unknown]
         self._fixed = self._fixed_fields(settings)
         batch = settings.get("batch_size", int, MAX_NUMBERS)
         if not 1 <= batch <= MAX_NUMBERS:
-            raise _bad(settings, "batch_size", f"an integer from 1 to {MAX_NUMBERS}")
+            raise settings.error("batch_size", f"an integer from 1 to {MAX_NUMBERS}")
         self.limits = ProviderLimits(
             batch_size=batch,
             poll_batch_size=MAX_NUMBERS,
@@ -198,7 +197,7 @@ class SmsPartner:
             fixed["urlResponse"] = reply
         if gamme := settings.get("gamme", int, 0):
             if gamme not in (1, 2):
-                raise _bad(settings, "gamme", "1 (Premium) or 2 (Low Cost)")
+                raise settings.error("gamme", "1 (Premium) or 2 (Low Cost)")
             fixed["gamme"] = gamme
         if tag := settings.get("tag", str, ""):
             fixed["tag"] = tag
@@ -586,16 +585,3 @@ def _parse_date(value: Any, tz: tzinfo) -> datetime | None:
         return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=tz).astimezone(UTC)
     except (ValueError, OverflowError, OSError):
         return None
-
-
-def _zone(settings: ProviderSettings, name: str) -> tzinfo:
-    try:
-        return UTC if name.upper() == "UTC" else ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise _bad(settings, "timezone", "an IANA zone name") from None
-
-
-def _bad(settings: ProviderSettings, key: str, expected: str) -> Exception:
-    from smppgw.config import ConfigError  # late, as in base.py: config imports the registries
-
-    return ConfigError(settings.source, f"providers.{settings.name}.{key}", expected)
