@@ -36,6 +36,7 @@ from smppgw.providers.base import (
     SendResult,
 )
 from smppgw.store.base import MessageRecord
+from smppgw.tokens import TokenBucket
 
 log = logging.getLogger("smppgw.dispatch")
 
@@ -83,8 +84,7 @@ class _Lane:
         "in_flight",
         "gauge",
         "breaker",
-        "tokens",
-        "refilled",
+        "bucket",
         "wakeup",
         "pump_due",
     )
@@ -95,15 +95,10 @@ class _Lane:
         self.in_flight = 0
         self.gauge = gauge
         self.breaker = breaker
-        self.tokens = float(self.burst)
-        self.refilled = now
+        rate = provider.limits.requests_per_second
+        self.bucket = TokenBucket(rate, max(1.0, rate), now) if rate else None
         self.wakeup: IDelayedCall | None = None
         self.pump_due = False
-
-    @property
-    def burst(self) -> float:
-        rate = self.provider.limits.requests_per_second
-        return max(1.0, rate) if rate else 0.0
 
 
 class Dispatcher:
@@ -167,25 +162,14 @@ class Dispatcher:
             if not lane.breaker.allows(now):
                 self._drain_open(lane)
                 break
-            if not self._take_token(lane, now):
+            if lane.bucket is not None and not lane.bucket.take(now):
+                if lane.wakeup is None or not lane.wakeup.active():
+                    lane.wakeup = self.clock.callLater(lane.bucket.wait(), self._pump, lane)
                 break
             batch = [lane.queue.popleft() for _ in range(min(limits.batch_size, len(lane.queue)))]
             lane.in_flight += 1
             start(self._send(lane, batch))
         lane.gauge.set(len(lane.queue))  # type: ignore[attr-defined]
-
-    def _take_token(self, lane: _Lane, now: float) -> bool:
-        rate = lane.provider.limits.requests_per_second
-        if not rate:
-            return True
-        lane.tokens = min(lane.burst, lane.tokens + (now - lane.refilled) * rate)
-        lane.refilled = now
-        if lane.tokens >= 1.0:
-            lane.tokens -= 1.0
-            return True
-        if lane.wakeup is None or not lane.wakeup.active():
-            lane.wakeup = self.clock.callLater((1.0 - lane.tokens) / rate, self._pump, lane)
-        return False
 
     def _drain_open(self, lane: _Lane) -> None:
         """The breaker is open: queued messages go to their next provider where they have one."""

@@ -26,12 +26,13 @@ from smppgw.gateway.outbox import LOST, TIMEOUT, Answer
 from smppgw.logs import event
 from smppgw.metrics import Metrics
 from smppgw.server.pdus import data_sm_resp, deliver_sms_for, label_of, resp_with
-from smppgw.server.throttle import Throttles, TokenBucket
+from smppgw.server.throttle import Throttles
 from smppgw.smpp.codec import FrameError, Framer, PduError, decode, encode, error_response
 from smppgw.smpp.constants import RESP, CommandId, Status, Tag
 from smppgw.smpp.pdu import EnquireLink, GenericNack, Pdu, Unbind, response_for
 from smppgw.smpp.session import BIND_STATE, State, check, receives_deliveries
 from smppgw.store.base import OutboxRecord
+from smppgw.tokens import TokenBucket
 
 if TYPE_CHECKING:
     from smppgw.server.factory import SmppFactory

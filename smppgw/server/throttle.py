@@ -8,28 +8,7 @@ between two PDUs and no timer: the level is worked out from the clock when a PDU
 from __future__ import annotations
 
 from smppgw.config import Account
-
-
-class TokenBucket:
-    __slots__ = ("rate", "burst", "tokens", "stamp")
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst  # a new bucket is full
-        self.stamp = now
-
-    def take(self, now: float) -> bool:
-        """One token if there is one; False (nothing taken) when the bucket is empty."""
-        tokens = self.tokens + (now - self.stamp) * self.rate
-        if tokens > self.burst:
-            tokens = self.burst
-        self.stamp = now
-        if tokens >= 1.0:
-            self.tokens = tokens - 1.0
-            return True
-        self.tokens = tokens
-        return False
+from smppgw.tokens import TokenBucket
 
 
 class Throttles:
