@@ -55,6 +55,11 @@ class _StoreCollector:
         yield CounterMetricFamily(
             "smppgw_store_writes", "Store writes committed", value=self.store.ops_written
         )
+        yield CounterMetricFamily(
+            "smppgw_store_purged",
+            "Final messages removed after keep_final",
+            value=self.store.purged,
+        )
 
 
 class App:

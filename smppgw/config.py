@@ -56,6 +56,9 @@ class StoreConfig:
     path: str = "var/smppgw.db"
     durability: str = "normal"  # "normal": survives kill -9; "fsync": survives power loss too
     max_batch: int = 2000  # writes grouped into one commit at most
+    keep_final: float = 7 * 86400.0  # seconds a final message (and its trail) is kept
+    purge_batch: int = 500  # rows looked at per purge transaction
+    purge_every: float = 60.0  # seconds between retention passes
 
 
 @dataclass(frozen=True)
@@ -279,6 +282,9 @@ def _store(r: _Reader) -> StoreConfig:
         path=r.get("path", str, d.path, "a file path"),
         durability=r.choice("durability", ("normal", "fsync"), d.durability),
         max_batch=r.positive("max_batch", int, d.max_batch, "an integer"),
+        keep_final=r.positive("keep_final", float, d.keep_final, "seconds"),
+        purge_batch=r.positive("purge_batch", int, d.purge_batch, "an integer"),
+        purge_every=r.positive("purge_every", float, d.purge_every, "seconds"),
     )
     r.finish()
     return cfg

@@ -29,9 +29,11 @@ from smppgw.gateway.passwords import PasswordChecker
 from smppgw.gateway.prices import PriceBook
 from smppgw.gateway.reassembly import Reassembler
 from smppgw.gateway.receipts import build_receipt, wants_receipt
+from smppgw.gateway.retention import Retention
 from smppgw.gateway.router import NoRoute, Router
 from smppgw.gateway.submit import Prepared, RefusalLog, Refused, prepare
 from smppgw.gateway.tracker import Tracker
+from smppgw.gateway.trail import timeline
 from smppgw.logs import event
 from smppgw.metrics import Metrics
 from smppgw.providers.base import (
@@ -51,12 +53,15 @@ from smppgw.smpp.receipt import STAT_BY_STATE
 from smppgw.smpp.text import is_gsm
 from smppgw.store.base import (
     QUEUED,
+    RECEIPT_OWED,
+    AddEvent,
     AddOutbox,
     InsertMessage,
     MessageRecord,
     Op,
     OutboxRecord,
     Store,
+    TrailEvent,
     UpdateMessage,
 )
 
@@ -92,6 +97,7 @@ class Gateway:
             self._outbound,
             self._next_provider,
             retries=lambda record: record.id not in self._held_acks,
+            note=self.note,
         )
         self.inbound = InboundDesk(
             config.inbound, config.accounts, store, self.outbox, lambda: self.ids, metrics, clock
@@ -109,6 +115,8 @@ class Gateway:
             self.on_report,
             self._on_horizon,
         )
+        st = config.store
+        self.retention = Retention(store, clock, st.keep_final, st.purge_batch, st.purge_every)
         self.ids = IdIssuer(1)
         self.live: dict[str, MessageRecord] = {}  # unfinished messages by our id
         self.by_provider_id: dict[tuple[str, str], MessageRecord] = {}
@@ -128,7 +136,13 @@ class Gateway:
     def start(self) -> None:
         snap = self.store.open()
         self.ids = IdIssuer(snap.next_id)
-        self.outbox.load(snap.outbox)
+        self.outbox.load(
+            snap.outbox
+            + [
+                build_receipt(r, r.state, r.done_at or r.submitted_at, on_row=True)
+                for r in snap.receipts_owed
+            ]
+        )
         for p in self.providers.values():
             if hasattr(p, "report_sink"):
                 p.report_sink = lambda report, name=p.name: self.on_report(name, report)  # type: ignore[attr-defined]
@@ -137,6 +151,7 @@ class Gateway:
         self.parts.resume()
         self.tracker.start()
         self.chores.start()
+        self.retention.start()
         self.started = True
         event(
             log,
@@ -166,6 +181,7 @@ class Gateway:
         self.dispatcher.stop()
         self.tracker.stop()
         self.chores.stop()
+        self.retention.stop()
         self.outbox.stop()
 
     def healthy(self) -> bool:
@@ -281,6 +297,13 @@ class Gateway:
                 detail=error.detail,
                 status=hex(error.command_status),
             )
+            self.note(
+                record.id,
+                "send_failed",
+                provider=record.provider,
+                status=hex(error.command_status),
+                detail=error.detail,
+            )
             if held is not None:
                 # ack = "provider": the ESME learns the provider's verdict in the submit_sm_resp,
                 # so no receipt follows for a message it was told failed.
@@ -292,6 +315,7 @@ class Gateway:
         if held is not None:
             held(Status.ESME_ROK, record.id)
         record.provider_id = result.provider_id or ""
+        record.sent_at = self.clock.seconds()
         if result.state >= 2:
             # the send answer is already final (e.g. a duplicate the provider had accepted before,
             # with nothing left to poll)
@@ -332,10 +356,12 @@ class Gateway:
             self._finalize(record, report.state, report.err, done)
         elif report.state != record.state and report.state != 0:
             record.state = report.state
-            ops: list[Op] = [UpdateMessage(record)]
+            now = self.clock.seconds()
+            status = TrailEvent(now, "status", {"state": STAT_BY_STATE.get(report.state, report.state)})
+            ops: list[Op] = [UpdateMessage(record), AddEvent(record.id, status)]
             receipt = None
             if wants_receipt(record.registered_delivery, report.state):
-                receipt = build_receipt(record, report.state, self.clock.seconds())
+                receipt = build_receipt(record, report.state, now)
                 ops.append(AddOutbox(receipt))
             self._write(ops, receipt)
 
@@ -363,13 +389,12 @@ class Gateway:
         self._tried.pop(record.id, None)
         if record.provider_id:
             self.by_provider_id.pop((record.provider, record.provider_id), None)
-        ops: list[Op] = [UpdateMessage(record)]
         dlr = None
         if receipt and wants_receipt(record.registered_delivery, state):
-            dlr = build_receipt(record, state, self.clock.seconds())
-            ops.append(AddOutbox(dlr))
+            record.receipt = RECEIPT_OWED  # the receipt rides on the row until the ESME answers it
+            dlr = build_receipt(record, state, self.clock.seconds(), on_row=True)
         self._count(record.account, record.provider, STAT_BY_STATE[state])
-        self._write(ops, dlr)
+        self._write([UpdateMessage(record)], dlr)
 
     def _write(self, ops: list[Op], receipt: OutboxRecord | None) -> None:
         def committed(error: BaseException | None) -> None:
@@ -381,7 +406,19 @@ class Gateway:
         self.store.write(ops, committed)
         self.parts.follow(ops)
 
+    def note(self, message_id: str, what: str, **detail: object) -> None:
+        """A step of a message's trail that its row does not record (kept as long as the row)."""
+        self.store.write([AddEvent(message_id, TrailEvent(self.clock.seconds(), what, detail))], _noted)
+
     # -- queries ------------------------------------------------------------------------------
+
+    def trail(self, message_id: str, done: Callable[[MessageRecord | None, list[TrailEvent]], None]) -> None:
+        """The stored message and its whole trail (row milestones and events), oldest first."""
+
+        def found(record: MessageRecord | None, events: list[TrailEvent]) -> None:
+            done(record, timeline(record, events) if record is not None else [])
+
+        self.store.get_trail(message_id, found)
 
     def live_message(self, message_id: str) -> MessageRecord | None:
         return self.live.get(message_id)
@@ -500,6 +537,11 @@ def _same_addresses(pdu: SubmitSm) -> CancelSm:
         pdu.dest_addr_npi,
         pdu.destination_addr,
     )
+
+
+def _noted(error: BaseException | None) -> None:
+    if error is not None:
+        event(log, "trail_write_failed", logging.ERROR, error=repr(error))
 
 
 def _dt(ts: float | None) -> datetime | None:

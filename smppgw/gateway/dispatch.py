@@ -112,10 +112,12 @@ class Dispatcher:
         to_outbound: Callable[[MessageRecord], OutboundSms],
         failover: Callable[[MessageRecord], str | None],
         retries: Callable[[MessageRecord], bool] = lambda record: True,
+        note: Callable[..., None] = lambda message_id, what, **detail: None,
     ) -> None:
         self.config, self.clock, self.metrics = config, clock, metrics
         self.on_result, self.to_outbound, self.failover = on_result, to_outbound, failover
         self.retries = retries  # False: a retryable failure is reported at once (ack = "provider")
+        self.note = note  # a step of the message's trail (an attempt that failed, a failover)
         now = clock.seconds()
         self.lanes = {
             name: _Lane(
@@ -253,6 +255,14 @@ class Dispatcher:
         delay = delay * (0.5 + random.random() / 2)
         if error.retry_after is not None:
             delay = max(delay, error.retry_after)
+        self.note(
+            record.id,
+            "attempt_failed",
+            provider=record.provider,
+            attempt=n,
+            error=error.detail,
+            retry_in=round(delay, 3),
+        )
         self.clock.callLater(delay, self._requeue, record)
 
     def _move_on(self, record: MessageRecord, why: str) -> bool:
@@ -261,6 +271,7 @@ class Dispatcher:
         if nxt is None or nxt not in self.lanes:
             return False
         event(log, "failover", message_id=record.id, provider=record.provider, to=nxt, reason=why)
+        self.note(record.id, "failover", provider=record.provider, to=nxt, reason=why)
         self._attempts.pop(record.id, None)
         record.provider = nxt
         self.enqueue(record)

@@ -24,7 +24,18 @@ from smppgw.config import ReceiptConfig
 from smppgw.logs import event
 from smppgw.metrics import Metrics
 from smppgw.smpp.receipt import STAT_BY_STATE
-from smppgw.store.base import OutboxRecord, RemoveOutbox, Store
+from smppgw.store.base import (
+    RECEIPT_DELIVERED,
+    RECEIPT_DROPPED,
+    RECEIPT_REFUSED,
+    AddEvent,
+    Op,
+    OutboxRecord,
+    ReceiptDone,
+    RemoveOutbox,
+    Store,
+    TrailEvent,
+)
 
 log = logging.getLogger("smppgw.outbox")
 
@@ -129,13 +140,13 @@ class Outbox:
                 return
             record, attempts = a.queue.popleft()
             a.in_flight += 1
-            chosen.send_delivery(record, self._answer_for(a, record, attempts))
+            chosen.send_delivery(record, self._answer_for(a, record, attempts, chosen))
 
-    def _answer_for(self, a: _Account, record: OutboxRecord, attempts: int) -> Answer:
+    def _answer_for(self, a: _Account, record: OutboxRecord, attempts: int, to: DeliverySession) -> Answer:
         def answer(status: int) -> None:
             a.in_flight -= 1
             if status == 0:
-                self._done(record, "delivered")
+                self._done(record, "delivered", getattr(to, "peer", ""))
             elif status in PERMANENT:
                 event(
                     log,
@@ -145,7 +156,7 @@ class Outbox:
                     message_id=record.message_id,
                     status=hex(status),
                 )
-                self._done(record, "refused")
+                self._done(record, "refused", getattr(to, "peer", ""))
             elif status == LOST:
                 a.queue.appendleft((record, attempts))
             else:
@@ -171,6 +182,9 @@ class Outbox:
         self.metrics.child(
             self.metrics.receipts, a.name, STAT_BY_STATE.get(record.state, "MO"), "retry"
         ).inc()
+        if record.esm_class & 0x04:  # a receipt (an MO has no message trail)
+            retry = TrailEvent(self.clock.seconds(), "receipt_retry", {"reason": reason, "attempt": attempts})
+            self.store.write([AddEvent(record.message_id, retry)], _log_failure(record))
 
         def again() -> None:
             a.retry_timers.pop(record.key, None)
@@ -179,11 +193,22 @@ class Outbox:
 
         a.retry_timers[record.key] = self.clock.callLater(delay, again)
 
-    def _done(self, record: OutboxRecord, result: str) -> None:
+    def _done(self, record: OutboxRecord, result: str, to: str = "") -> None:
+        """The record's deliver_sm ended (`result` delivered, refused, or why it was dropped)."""
         self.metrics.child(
             self.metrics.receipts, record.account, STAT_BY_STATE.get(record.state, "MO"), result
         ).inc()
-        self.store.write([RemoveOutbox(record.key)], _log_failure(record))
+        now = self.clock.seconds()
+        ops: list[Op]
+        if record.on_row:
+            code = _RESULT_CODES.get(result, RECEIPT_DROPPED)
+            ops = [ReceiptDone(record.message_id, code, now, to if code != RECEIPT_DROPPED else result)]
+        else:
+            ops = [RemoveOutbox(record.key)]
+            if record.esm_class & 0x04:  # an intermediate receipt: its message's trail says so
+                detail = {"stat": STAT_BY_STATE.get(record.state, "?"), "result": result, "to": to}
+                ops.append(AddEvent(record.message_id, TrailEvent(now, "receipt", detail)))
+        self.store.write(ops, _log_failure(record))
 
     def _drop(self, record: OutboxRecord, why: str) -> None:
         event(
@@ -229,6 +254,9 @@ class Outbox:
             for t in a.retry_timers.values():
                 if t.active():
                     t.cancel()
+
+
+_RESULT_CODES = {"delivered": RECEIPT_DELIVERED, "refused": RECEIPT_REFUSED}
 
 
 def _log_failure(record: OutboxRecord) -> Callable[[BaseException | None], None]:

@@ -29,7 +29,9 @@ def wants_receipt(registered_delivery: int, state: int) -> bool:
     return False
 
 
-def build_receipt(msg: MessageRecord, state: int, now: float) -> OutboxRecord:
+def build_receipt(msg: MessageRecord, state: int, now: float, on_row: bool = False) -> OutboxRecord:
+    """The receipt for `msg` reaching `state`. A final receipt rides on its message row
+    (`on_row`: no outbox row of its own); an intermediate one is an outbox row."""
     done = msg.done_at if msg.done_at is not None else now
     text = format_receipt(
         Receipt(
@@ -59,6 +61,7 @@ def build_receipt(msg: MessageRecord, state: int, now: float) -> OutboxRecord:
         short_message=text,
         created_at=now,
         user_message_reference=msg.user_message_reference,
+        on_row=on_row,
     )
 
 

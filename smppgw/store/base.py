@@ -1,5 +1,7 @@
-"""The durable state of the gateway, behind one interface: messages, the receipt outbox and the
-message-id counter. Records are plain columns an operator can read with the sqlite3 shell.
+"""The durable state of the gateway, behind one interface: messages (with their final receipt
+and the milestones of their trail), the outbox of other deliver_sm (intermediate receipts,
+MO), trail events, and the message-id counter. Records are plain columns an operator can read
+with the sqlite3 shell.
 
 Writes are grouped: the gateway hands `write` a list of ops that must land together (a state
 change and the receipt it causes) and gets a callback on the event loop once they are
@@ -9,12 +11,27 @@ committed. The store holds no business rules.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 # message.state: 0 while the gateway still holds the message (not yet accepted by a provider),
 # then the SMPP message_state values (1 ENROUTE … 8 REJECTED).
 QUEUED = 0
+
+# message.receipt: the final receipt a message owes its ESME, kept on the message row itself (no
+# outbox row): none asked for, waiting for the ESME's deliver_sm_resp, or how it ended.
+RECEIPT_NONE = 0
+RECEIPT_OWED = 1
+RECEIPT_DELIVERED = 2
+RECEIPT_REFUSED = 3  # a permanent deliver_sm_resp error (0x65/0x66)
+RECEIPT_DROPPED = 4  # waited too long, or too many waited (receipt_to says which)
+RECEIPT_NAMES = {
+    RECEIPT_NONE: "none",
+    RECEIPT_OWED: "waiting",
+    RECEIPT_DELIVERED: "delivered",
+    RECEIPT_REFUSED: "refused",
+    RECEIPT_DROPPED: "dropped",
+}
 
 
 @dataclass(slots=True)
@@ -41,6 +58,11 @@ class MessageRecord:
     user_message_reference: int | None = None
     schedule_at: float | None = None
     valid_until: float | None = None
+    sent_at: float | None = None  # when a provider accepted it
+    receipt: int = RECEIPT_NONE
+    receipt_at: float | None = None  # when the final receipt was answered (or dropped)
+    receipt_to: str = ""  # the session that took it, or why it was dropped
+    stored_at: float | None = None  # set by the store when the row is first written
 
 
 @dataclass(slots=True)
@@ -63,6 +85,7 @@ class OutboxRecord:
     created_at: float
     user_message_reference: int | None = None
     network_error: int | None = None  # GSM network error code for the 0x0423 TLV, if any
+    on_row: bool = False  # a final receipt carried by its message row, not an outbox row
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +95,8 @@ class InsertMessage:
 
 @dataclass(frozen=True, slots=True)
 class UpdateMessage:
-    """Write the record's mutable columns (state, provider, provider_id, err, attempts, done_at)."""
+    """Write the record's mutable columns (state, provider, provider_id, err, attempts, done_at,
+    sent_at, receipt)."""
 
     record: MessageRecord
 
@@ -95,8 +119,35 @@ class RemoveOutbox:
     key: str
 
 
-Op = InsertMessage | UpdateMessage | AddOutbox | RemoveOutbox | ReplaceMessage
+@dataclass(frozen=True, slots=True)
+class ReceiptDone:
+    """A message's final receipt ended: `receipt` RECEIPT_DELIVERED / _REFUSED / _DROPPED."""
+
+    message_id: str
+    receipt: int
+    at: float
+    to: str  # the session (peer) that answered, or the reason it was dropped
+
+
+@dataclass(frozen=True, slots=True)
+class TrailEvent:
+    """One step in a message's trail beyond what its row records (an attempt that failed, a
+    failover, an intermediate status, a receipt retried, …)."""
+
+    at: float
+    event: str
+    detail: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AddEvent:
+    message_id: str
+    event: TrailEvent
+
+
+Op = InsertMessage | UpdateMessage | AddOutbox | RemoveOutbox | ReplaceMessage | ReceiptDone | AddEvent
 Done = Callable[[BaseException | None], None]
+TrailDone = Callable[[MessageRecord | None, list[TrailEvent]], None]
 
 
 @dataclass(slots=True)
@@ -106,6 +157,7 @@ class Snapshot:
     unfinished: list[MessageRecord]
     outbox: list[OutboxRecord]
     next_id: int
+    receipts_owed: list[MessageRecord] = field(default_factory=list)  # final, receipt not yet answered
 
 
 class Store(Protocol):
@@ -121,6 +173,15 @@ class Store(Protocol):
         ...
 
     def get_message(self, message_id: str, done: Callable[[MessageRecord | None], None]) -> None: ...
+
+    def get_trail(self, message_id: str, done: TrailDone) -> None:
+        """The message (with its milestone columns) and its stored trail events, oldest first."""
+        ...
+
+    def purge(self, before: float, limit: int, done: Callable[[int, bool], None]) -> None:
+        """Remove up to `limit` final messages done before `before` whose receipt is not owed
+        (with their trail); `done(removed, more_left)` runs on the loop."""
+        ...
 
     def healthy(self) -> bool: ...
 

@@ -7,14 +7,22 @@ the commit rate adapts to the load without a timer.
 
 durability "normal" is WAL with synchronous=NORMAL: a commit is in the OS once `done` runs,
 so it survives kill -9 of the gateway; "fsync" (synchronous=FULL) survives power loss too.
+
+A message's final receipt lives on its own row (`receipt` owed → delivered / refused /
+dropped), so a message costs one insert and a few updates of that row; the outbox table holds
+only the other deliver_sm (intermediate receipts, MO). Steps of a message's trail that its row
+does not record go to `events`. The file carries its schema version (PRAGMA user_version) and
+a newer gateway migrates an older file when it opens it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from operator import attrgetter
@@ -22,28 +30,34 @@ from pathlib import Path
 from typing import Any
 
 from smppgw.store.base import (
+    RECEIPT_OWED,
+    AddEvent,
     AddOutbox,
     Done,
     InsertMessage,
     MessageRecord,
     Op,
     OutboxRecord,
+    ReceiptDone,
     RemoveOutbox,
     ReplaceMessage,
     Snapshot,
+    TrailDone,
+    TrailEvent,
     UpdateMessage,
 )
 
 log = logging.getLogger("smppgw.store")
 
 FINAL_MIN = 2  # message_state values >= 2 are final
+SCHEMA_VERSION = 2  # 1: the first format (no user_version, receipts in the outbox table)
 
 _MSG_COLS = [f.name for f in fields(MessageRecord)]
-_OUT_COLS = [f.name for f in fields(OutboxRecord)]
+_OUT_COLS = [f.name for f in fields(OutboxRecord) if f.name != "on_row"]
 _msg_row = attrgetter(*_MSG_COLS)
 _out_row = attrgetter(*_OUT_COLS)
 
-SCHEMA = """
+_MESSAGES_V1 = """
 CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY,
     account TEXT NOT NULL,
@@ -57,7 +71,6 @@ CREATE TABLE IF NOT EXISTS messages (
     err TEXT NOT NULL, attempts INTEGER NOT NULL,
     done_at REAL, user_message_reference INTEGER, schedule_at REAL, valid_until REAL
 );
-CREATE INDEX IF NOT EXISTS messages_unfinished ON messages(state) WHERE state < 2;
 CREATE TABLE IF NOT EXISTS outbox (
     key TEXT PRIMARY KEY,
     account TEXT NOT NULL, message_id TEXT NOT NULL, state INTEGER NOT NULL,
@@ -69,21 +82,47 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+# Schema 1 -> 2: the final receipt and the trail's milestones on the message row, trail events,
+# one partial index for everything a start must load (unfinished, or a receipt still owed).
+_MIGRATE_TO_2 = """
+ALTER TABLE messages ADD COLUMN sent_at REAL;
+ALTER TABLE messages ADD COLUMN receipt INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN receipt_at REAL;
+ALTER TABLE messages ADD COLUMN receipt_to TEXT NOT NULL DEFAULT '';
+ALTER TABLE messages ADD COLUMN stored_at REAL;
+DROP INDEX IF EXISTS messages_unfinished;
+CREATE INDEX messages_open ON messages(state) WHERE state < 2 OR receipt = 1;
+CREATE TABLE events (message_id TEXT NOT NULL, at REAL NOT NULL, event TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX events_message ON events(message_id);
+"""
+
 _INSERT_MSG = f"INSERT INTO messages ({', '.join(_MSG_COLS)}) VALUES ({', '.join('?' * len(_MSG_COLS))})"
 _UPDATE_MSG = (
-    "UPDATE messages SET state=?, provider=?, provider_id=?, err=?, attempts=?, done_at=? WHERE id=?"
+    "UPDATE messages SET state=?, provider=?, provider_id=?, err=?, attempts=?, done_at=?, sent_at=?,"
+    " receipt=? WHERE id=?"
+)
+_update_row = attrgetter(
+    "state", "provider", "provider_id", "err", "attempts", "done_at", "sent_at", "receipt", "id"
 )
 _REPLACE_MSG = (
     "UPDATE messages SET text=?, data_coding=?, registered_delivery=?, schedule_at=?, valid_until=?"
     " WHERE id=?"
 )
+_RECEIPT_DONE = "UPDATE messages SET receipt=?, receipt_at=?, receipt_to=? WHERE id=?"
 _INSERT_OUT = (
     f"INSERT OR IGNORE INTO outbox ({', '.join(_OUT_COLS)}) VALUES ({', '.join('?' * len(_OUT_COLS))})"
 )
 _DELETE_OUT = "DELETE FROM outbox WHERE key=?"
+_INSERT_EVENT = "INSERT INTO events (message_id, at, event, detail) VALUES (?, ?, ?, ?)"
 _HIGH_ID = (
     "INSERT INTO meta(key, value) VALUES('high_id', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"
 )
+_SELECT_MSG = f"SELECT {', '.join(_MSG_COLS)} FROM messages"
+
+
+class SchemaError(Exception):
+    """The store file was written by a newer gateway (or is not a store at all)."""
+
 
 _STOP = object()
 
@@ -104,8 +143,10 @@ class SqliteStore:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._failed: BaseException | None = None
+        self._purge_from = 0  # rowid the next purge scan starts after
         self.batches = 0  # commits made, for tests and metrics
         self.ops_written = 0
+        self.purged = 0  # final messages removed after keep_final
 
     # -- start and stop -------------------------------------------------------------------
 
@@ -119,14 +160,12 @@ class SqliteStore:
 
     def open(self) -> Snapshot:
         conn = self._connect()
-        conn.executescript(SCHEMA)
-        conn.row_factory = None
-        unfinished = [
-            MessageRecord(*row)
-            for row in conn.execute(
-                f"SELECT {', '.join(_MSG_COLS)} FROM messages WHERE state < 2 ORDER BY rowid"
-            )
-        ]
+        migrate(conn, str(self.path))
+        unfinished: list[MessageRecord] = []
+        owed: list[MessageRecord] = []
+        for row in conn.execute(f"{_SELECT_MSG} WHERE state < 2 OR receipt = {RECEIPT_OWED} ORDER BY rowid"):
+            record = MessageRecord(*row)
+            (unfinished if record.state < FINAL_MIN else owed).append(record)
         outbox = [
             OutboxRecord(*row)
             for row in conn.execute(f"SELECT {', '.join(_OUT_COLS)} FROM outbox ORDER BY rowid")
@@ -136,7 +175,7 @@ class SqliteStore:
         self._conn = conn
         self._thread = threading.Thread(target=self._run, name="smppgw-sqlite-writer", daemon=True)
         self._thread.start()
-        return Snapshot(unfinished, outbox, next_id)
+        return Snapshot(unfinished, outbox, next_id, owed)
 
     def close(self) -> None:
         if self._thread is not None:
@@ -156,6 +195,12 @@ class SqliteStore:
     def get_message(self, message_id: str, done: Callable[[MessageRecord | None], None]) -> None:
         self._queue.put(("get", message_id, done))
 
+    def get_trail(self, message_id: str, done: TrailDone) -> None:
+        self._queue.put(("trail", message_id, done))
+
+    def purge(self, before: float, limit: int, done: Callable[[int, bool], None]) -> None:
+        self._queue.put(("purge", before, limit, done))
+
     # -- the writer thread ------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -166,7 +211,7 @@ class SqliteStore:
                 return
             batch = [first]
             stop = False
-            count = len(first[0]) if isinstance(first[0], list | tuple) else 1
+            count = len(first[0]) if type(first[0]) is not str else 1
             while count < self._max_batch:
                 try:
                     item = self._queue.get_nowait()
@@ -176,20 +221,19 @@ class SqliteStore:
                     stop = True
                     break
                 batch.append(item)
-                count += len(item[0]) if isinstance(item[0], list | tuple) else 1
+                count += len(item[0]) if type(item[0]) is not str else 1
             self._commit(conn, batch)
             if stop:
                 return
 
     def _commit(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        reads = [item for item in batch if item[0] == "get"]
-        writes = [item for item in batch if item[0] != "get"]
+        writes = [item for item in batch if type(item[0]) is not str]
         error: BaseException | None = None
         if writes:
             try:
                 conn.execute("BEGIN")
                 high = max(high_id for _ops, _done, high_id in writes)
-                _apply_all(conn, [op for ops, _done, _high in writes for op in ops])
+                _apply_all(conn, [op for ops, _done, _high in writes for op in ops], time.time())
                 if high:
                     conn.execute(_HIGH_ID, (str(high),))
                 conn.execute("COMMIT")
@@ -202,61 +246,157 @@ class SqliteStore:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-        results: list[tuple[Callable[..., Any], Any]] = [(done, error) for _ops, done, _h in writes]
-        for _tag, message_id, done in reads:
-            row = conn.execute(
-                f"SELECT {', '.join(_MSG_COLS)} FROM messages WHERE id=?", (message_id,)
-            ).fetchone()
-            results.append((done, MessageRecord(*row) if row else None))
+        results: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
+            (done, (error,)) for _ops, done, _h in writes
+        ]
+        if len(writes) < len(batch):
+            for item in batch:
+                tag = item[0]
+                if type(tag) is str:
+                    results.append(self._read(conn, item))
         self._call_in_loop(_run_callbacks, results)
 
+    def _read(
+        self, conn: sqlite3.Connection, item: tuple[Any, ...]
+    ) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        tag = item[0]
+        try:
+            if tag == "get":
+                return item[2], (_one(conn, item[1]),)
+            if tag == "trail":
+                record = _one(conn, item[1])
+                events = [
+                    TrailEvent(at, name, json.loads(detail))
+                    for at, name, detail in conn.execute(
+                        "SELECT at, event, detail FROM events WHERE message_id=? ORDER BY at, rowid",
+                        (item[1],),
+                    )
+                ]
+                return item[2], (record, events if record is not None else [])
+            _tag, before, limit, done = item
+            removed, more = self._purge(conn, before, limit)
+            return done, (removed, more)
+        except sqlite3.Error as e:
+            log.error("event=store_read_failed what=%s error=%r", tag, e)
+            if tag == "purge":
+                return item[3], (0, False)
+            return item[2], (None,) if tag == "get" else (None, [])
 
-def _apply_all(conn: sqlite3.Connection, ops: list[Op]) -> None:
+    def _purge(self, conn: sqlite3.Connection, before: float, limit: int) -> tuple[int, bool]:
+        """One small transaction: scan up to `limit` rows after the cursor in rowid (arrival)
+        order, delete the final ones done before `before` whose receipt is not owed. The scan
+        stops at the first message submitted after `before`: every later one is newer."""
+        rows = conn.execute(
+            "SELECT rowid, id, submitted_at, state, done_at, receipt FROM messages WHERE rowid > ?"
+            " ORDER BY rowid LIMIT ?",
+            (self._purge_from, limit),
+        ).fetchall()
+        doomed: list[tuple[int, str]] = []
+        reached_new = len(rows) < limit
+        for rowid, message_id, submitted_at, state, done_at, receipt in rows:
+            if submitted_at >= before:
+                reached_new = True
+                break
+            self._purge_from = rowid
+            if state >= FINAL_MIN and done_at is not None and done_at < before and receipt != RECEIPT_OWED:
+                doomed.append((rowid, message_id))
+        if doomed:
+            conn.execute("BEGIN")
+            conn.executemany("DELETE FROM messages WHERE rowid=?", [(r,) for r, _ in doomed])
+            conn.executemany("DELETE FROM events WHERE message_id=?", [(m,) for _, m in doomed])
+            conn.execute("COMMIT")
+            self.purged += len(doomed)
+        if reached_new:
+            self._purge_from = 0  # next pass from the start: rows kept back then may be due by now
+        return len(doomed), not reached_new
+
+
+def migrate(conn: sqlite3.Connection, name: str) -> int:
+    """Create the schema in a new file, or bring an older file up to SCHEMA_VERSION; returns the
+    version the file had (0 for a new file)."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if version == 0 and "messages" in tables:
+        version = 1  # the first format carried no version
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"{name}: store schema {version} is newer than this gateway's ({SCHEMA_VERSION}); "
+            "run the newer smppgw or restore a backup made for this version"
+        )
+    if version == SCHEMA_VERSION:
+        return version
+    if version == 0 and tables - {"meta"}:
+        raise SchemaError(f"{name}: not an smppgw store (tables {', '.join(sorted(tables))})")
+    found = version
+    conn.execute("BEGIN")
+    try:
+        if version < 1:
+            for stmt in _statements(_MESSAGES_V1):
+                conn.execute(stmt)
+        for stmt in _statements(_MIGRATE_TO_2):
+            conn.execute(stmt)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    if found:
+        log.warning("event=store_migrated path=%s from_schema=%d to_schema=%d", name, found, SCHEMA_VERSION)
+    return found
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _one(conn: sqlite3.Connection, message_id: str) -> MessageRecord | None:
+    row = conn.execute(f"{_SELECT_MSG} WHERE id=?", (message_id,)).fetchone()
+    return MessageRecord(*row) if row else None
+
+
+def _apply_all(conn: sqlite3.Connection, ops: list[Op], now: float) -> None:
     """Apply a batch with one executemany per kind of write, in causal order: inserts, then
     updates (an update writes the record's current columns, so one per message is enough),
-    then new outbox rows, then removed ones (a removal always follows its row's commit)."""
-    inserts, updates, adds, removes, others = [], {}, [], [], []
+    then new outbox rows, then removed ones (a removal always follows its row's commit), then
+    ended receipts and trail events."""
+    inserts, updates, adds, removes, dones, events, others = [], {}, [], [], [], [], []
     for op in ops:
         kind = type(op)
         if kind is InsertMessage:
-            inserts.append(_msg_row(op.record))
+            record = op.record  # type: ignore[union-attr]
+            record.stored_at = now
+            inserts.append(_msg_row(record))
         elif kind is UpdateMessage:
-            updates[op.record.id] = op.record
-        elif kind is AddOutbox:
-            adds.append(_out_row(op.record))
+            updates[op.record.id] = op.record  # type: ignore[union-attr]
+        elif kind is ReceiptDone:
+            dones.append((op.receipt, op.at, op.to, op.message_id))  # type: ignore[union-attr]
         elif kind is RemoveOutbox:
-            removes.append((op.key,))
+            removes.append((op.key,))  # type: ignore[union-attr]
+        elif kind is AddOutbox:
+            adds.append(_out_row(op.record))  # type: ignore[union-attr]
+        elif kind is AddEvent:
+            e = op.event  # type: ignore[union-attr]
+            events.append((op.message_id, e.at, e.event, json.dumps(e.detail, default=str)))  # type: ignore[union-attr]
         else:
             others.append(op)
     if inserts:
         conn.executemany(_INSERT_MSG, inserts)
     if updates:
-        conn.executemany(
-            _UPDATE_MSG,
-            [
-                (r.state, r.provider, r.provider_id, r.err, r.attempts, r.done_at, r.id)
-                for r in updates.values()
-            ],
-        )
+        conn.executemany(_UPDATE_MSG, [_update_row(r) for r in updates.values()])
     for op in others:
         _apply(conn, op)
     if adds:
         conn.executemany(_INSERT_OUT, adds)
     if removes:
         conn.executemany(_DELETE_OUT, removes)
+    if dones:
+        conn.executemany(_RECEIPT_DONE, dones)
+    if events:
+        conn.executemany(_INSERT_EVENT, events)
 
 
 def _apply(conn: sqlite3.Connection, op: Op) -> None:
-    if isinstance(op, InsertMessage):
-        conn.execute(_INSERT_MSG, _msg_row(op.record))
-    elif isinstance(op, UpdateMessage):
-        r = op.record
-        conn.execute(_UPDATE_MSG, (r.state, r.provider, r.provider_id, r.err, r.attempts, r.done_at, r.id))
-    elif isinstance(op, AddOutbox):
-        conn.execute(_INSERT_OUT, _out_row(op.record))
-    elif isinstance(op, RemoveOutbox):
-        conn.execute(_DELETE_OUT, (op.key,))
-    elif isinstance(op, ReplaceMessage):
+    if isinstance(op, ReplaceMessage):
         r = op.record
         conn.execute(
             _REPLACE_MSG, (r.text, r.data_coding, r.registered_delivery, r.schedule_at, r.valid_until, r.id)
@@ -265,9 +405,9 @@ def _apply(conn: sqlite3.Connection, op: Op) -> None:
         raise TypeError(f"unknown store op {op!r}")
 
 
-def _run_callbacks(results: list[tuple[Callable[..., Any], Any]]) -> None:
-    for done, value in results:
+def _run_callbacks(results: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
+    for done, args in results:
         try:
-            done(value)
+            done(*args)
         except Exception:  # one caller's bug must not starve the others of their answer
             log.exception("event=store_callback_failed")

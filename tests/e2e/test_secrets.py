@@ -34,8 +34,14 @@ async def test_passwords_and_provider_tokens_stay_out_of_logs_and_metrics(tmp_pa
         except smpplib.exceptions.PDUError as e:
             refused = e.args[1]
         esme = connect(port)
-        esme.client.send_message(source_addr_ton=5, source_addr="VashZakaz", dest_addr_ton=1,
-                                 destination_addr="380671230000", short_message=b"x", registered_delivery=1)
+        esme.client.send_message(
+            source_addr_ton=5,
+            source_addr="VashZakaz",
+            dest_addr_ton=1,
+            destination_addr="380671230000",
+            short_message=b"x",
+            registered_delivery=1,
+        )
         esme.pump(lambda: esme.receipts, timeout=10)
         esme.close()
         return refused, esme
