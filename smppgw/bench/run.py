@@ -226,7 +226,8 @@ def summarize(
     delay: float = 0.0,
 ) -> dict[str, Any]:
     span = max(st.last_ack - st.first_send, 1e-9)
-    rspan = max(st.last_receipt - st.first_send, 1e-9)
+    # receipts cannot start before the provider's delay: the rate is over the span after it
+    rspan = max(st.last_receipt - st.first_send - delay, 1e-9)
     out: dict[str, Any] = {
         "scenario": name,
         "count": count,
