@@ -3,12 +3,20 @@ the load generator, print a table and one JSON object.
 
 Scenarios (bounded in count and time, loopback only):
   S1 ingest   transceivers submit with registered_delivery=1 to the simulator; every receipt back
+  S1d         S1 against conf/gateway.toml's simulator and window (1 s delay, mixed outcomes,
+              window 100 per session): the receipts/s of the default configuration
   S2 HTTP     one campaign text to distinct numbers through the SMS Partner adapter (batches of up
               to 500 numbers) against its fake provider, a separate process answering 50 ms late
   S3 latency  a fixed offered rate (default 2,000 msg/s); latency percentiles
   S4 idle     1,000 bound sessions; RSS per session
   S5 mix      20% two-part UDH, 20% UCS2
   null        S1's load against a trivial responder: the load generator's own ceiling
+
+--against REV builds REV's gateway (.bench/rev-<sha>/, reused) and runs every scenario against
+both gateways in turn (current, REV, current, REV … with --repeat), with the same load
+generator (this checkout's); it prints both rows and the ratios current/REV.
+--rate applies to every scenario when given (S3's default is 2,000 msg/s); "50%" means half of
+the current gateway's S1 msg/s, measured first in the same run.
 """
 
 from __future__ import annotations
@@ -22,12 +30,17 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
+from smppgw.bench import report, revs
 from smppgw.bench.loadgen import Stats, hold_idle, run_load
+from smppgw.bench.revs import Gateway
 
-ALL = ("null", "S1", "S2", "S3", "S4", "S5")
+ALL = ("null", "S1", "S1d", "S2", "S3", "S4", "S5")
+WRITER_COMM = "smppgw-sqlite-w"  # the store's writer thread, as /proc shows it (15 characters)
+TCK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -49,12 +62,15 @@ def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> 
     raise SystemExit("bench: the server did not listen in time")
 
 
-def gateway_config(workdir: Path, smpp: int, http: int, durability: str, provider: str = "") -> Path:
+def gateway_config(
+    workdir: Path, smpp: int, http: int, durability: str, provider: str = "", window: int = 1000
+) -> Path:
+    """A config with only keys that every compared revision knows (an unknown key is an error)."""
     path = workdir / "bench.toml"
     path.write_text(f"""
 [server]
 port = {smpp}
-window = 1000
+window = {window}
 [http]
 port = {http}
 [store]
@@ -65,17 +81,45 @@ level = "warning"
 [accounts.bench]
 password = "bench"
 max_binds = 2000
-{provider or SIMULATOR}
+{provider or simulator()}
 """)
     return path
 
 
-SIMULATOR = """
+def simulator(delay: float = 0.0) -> str:
+    return f"""
 [providers.sim]
 type = "simulator"
-delay = 0
+delay = {delay}
 enroute = false
 """
+
+
+def toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a TOML basic string for anything a config holds
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(x)}" for k, x in v.items()) + " }"
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise ValueError(f"no TOML for {v!r}")
+
+
+def default_simulator(path: Path = revs.ROOT / "conf" / "gateway.toml") -> tuple[str, int, float]:
+    """conf/gateway.toml's simulator provider (as TOML), its server window and the delay."""
+    conf = tomllib.loads(path.read_text())
+    sim = next(p for p in conf["providers"].values() if p.get("type") == "simulator")
+    body = "\n".join(f"{k} = {toml_value(v)}" for k, v in sim.items())
+    return (
+        f"\n[providers.sim]\n{body}\n",
+        int(conf["server"].get("window", 100)),
+        float(sim.get("delay", 1.0)),
+    )
+
 
 HTTP_PROVIDER = """
 [providers.partner]
@@ -89,18 +133,66 @@ balance_interval = 0
 """
 
 
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of each thread of a process: tid -> (comm, seconds)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        out[int(task.name)] = (comm, (int(fields[11]) + int(fields[12])) / TCK)
+    return out
+
+
+def thread_split(
+    pid: int, before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, Any]:
+    """The CPU a run cost the main thread and the store's writer thread.
+
+    Python before 3.14 does not give OS threads their Python names, so unless a thread is called
+    WRITER_COMM the writer is taken to be every thread but the main one (the gateway has no
+    other threads of its own)."""
+    spent = {tid: cpu - before.get(tid, ("", 0.0))[1] for tid, (_, cpu) in after.items()}
+    named = [tid for tid, (comm, _) in after.items() if comm.startswith(WRITER_COMM)]
+    writer = named or [tid for tid in after if tid != pid]
+    total = sum(spent.values())
+    w = sum(spent[t] for t in writer)
+    return {
+        "threads": len(after),
+        "main_thread_cpu_s": round(spent.get(pid, 0.0), 2),
+        "writer_thread_cpu_s": round(w, 2),
+        "writer_cpu_share": round(w / total, 3) if total else None,
+        "writer_by": "name" if named else "non-main threads",
+    }
+
+
 class Server:
     """A gateway or null-responder process, with its CPU time and memory."""
 
-    def __init__(self, args: list[str], port: int) -> None:
+    def __init__(
+        self, args: list[str], port: int, python: str = sys.executable, cwd: Path | None = None
+    ) -> None:
+        # the cwd decides which smppgw `-m` imports: a revision's gateway runs in its own tree
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         self.proc = subprocess.Popen(
-            [sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            [python, *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            cwd=cwd or revs.ROOT,
+            env=env,
         )
         wait_listening(port, self.proc)
 
     def cpu(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / TCK
+
+    def threads(self) -> dict[int, tuple[str, float]]:
+        return thread_cpu(self.proc.pid)
 
     def memory(self, key: str) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -114,6 +206,7 @@ class Server:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
 
 
 def pct(values: list[float], p: float) -> float | None:
@@ -123,9 +216,18 @@ def pct(values: list[float], p: float) -> float | None:
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
 
 
-def summarize(name: str, st: Stats, server: Server | None, cpu0: float, count: int) -> dict[str, Any]:
+def summarize(
+    name: str,
+    st: Stats,
+    server: Server | None,
+    cpu0: float,
+    count: int,
+    threads0: dict[int, tuple[str, float]] | None = None,
+    delay: float = 0.0,
+) -> dict[str, Any]:
     span = max(st.last_ack - st.first_send, 1e-9)
-    rspan = max(st.last_receipt - st.first_send, 1e-9)
+    # receipts cannot start before the provider's delay: the rate is over the span after it
+    rspan = max(st.last_receipt - st.first_send - delay, 1e-9)
     out: dict[str, Any] = {
         "scenario": name,
         "count": count,
@@ -137,11 +239,17 @@ def summarize(name: str, st: Stats, server: Server | None, cpu0: float, count: i
         "p50_ms": _ms(pct(st.resp_latency, 50)),
         "p95_ms": _ms(pct(st.resp_latency, 95)),
         "p99_ms": _ms(pct(st.resp_latency, 99)),
+        "receipt_p50_ms": _ms(pct(st.receipt_latency, 50)),
         "receipt_p99_ms": _ms(pct(st.receipt_latency, 99)),
     }
+    if delay and out["receipt_p99_ms"] is not None:
+        out["provider_delay_s"] = delay
+        out["receipt_p99_over_delay_ms"] = round(out["receipt_p99_ms"] - delay * 1000, 2)
     if server is not None:
         out["cpu_s_per_1000"] = round((server.cpu() - cpu0) / max(st.acked, 1) * 1000, 3)
         out["peak_rss_mb"] = round(server.memory("VmHWM") / 2**20, 1)
+        if threads0 is not None:
+            out.update(thread_split(server.proc.pid, threads0, server.threads()))
     return out
 
 
@@ -149,9 +257,15 @@ def _ms(v: float | None) -> float | None:
     return None if v is None else round(v * 1000, 2)
 
 
-def run_scenario(name: str, a: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+def run_scenario(
+    name: str, a: argparse.Namespace, workdir: Path, gw: Gateway | None = None, rate: float | None = None
+) -> dict[str, Any]:
+    """One run of scenario `name` against gateway `gw` (the current checkout's by default)."""
+    gw = gw or revs.current()
     smpp, http = free_port(), free_port()
     fake: Server | None = None
+    delay = 0.0
+    window = a.window
     if name == "null":
         server = Server(["-m", "smppgw.bench.null", "--port", str(smpp)], smpp)
     elif a.target:
@@ -159,8 +273,8 @@ def run_scenario(name: str, a: argparse.Namespace, workdir: Path) -> dict[str, A
         host, _, port = a.target.partition(":")
         smpp = int(port)
     else:
-        (workdir / name).mkdir()
-        provider = ""
+        run_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=workdir))
+        provider, gw_window = "", 1000
         if name == "S2":
             fport = free_port()
             fake = Server(
@@ -181,30 +295,46 @@ def run_scenario(name: str, a: argparse.Namespace, workdir: Path) -> dict[str, A
                 fport,
             )
             provider = HTTP_PROVIDER.format(port=fport)
-        cfg = gateway_config(workdir / name, smpp, http, a.durability, provider)
-        server = Server(["-m", "smppgw", "serve", "--config", str(cfg)], smpp)
+        elif name == "S1d":
+            provider, gw_window, delay = default_simulator()
+            window = min(window, gw_window)  # more outstanding submits would be refused (RMSGQFUL)
+        else:
+            delay = a.provider_delay
+            provider = simulator(delay)
+        cfg = gateway_config(run_dir, smpp, http, a.durability, provider, gw_window)
+        server = Server(["-m", "smppgw", "serve", "--config", str(cfg)], smpp, gw.python, gw.root)
     try:
         cpu0 = server.cpu() if server else 0.0
+        threads0 = server.threads() if server and name != "null" else None
         if name == "S4":
-            return asyncio.run(_idle(a, smpp, server))
-        rate = a.rate if name == "S3" else None
-        count = min(a.count, int(a.rate * 10)) if name == "S3" else a.count
-        st = asyncio.run(
-            run_load(
-                "127.0.0.1",
-                smpp,
-                count,
-                a.connections,
-                a.window,
-                mix=name == "S5",
-                rate=rate,
-                texts=1 if name == "S2" else 6,  # S2: one campaign text, as bulk traffic through a batch API
-                timeout=a.timeout,
-                system_id=a.system_id,
-                password=a.password,
+            row = asyncio.run(_idle(a, smpp, server))
+        else:
+            if name == "S3":
+                rate = rate or 2000.0
+            count = min(a.count, int(rate * 10)) if name == "S3" and rate else a.count
+            st = asyncio.run(
+                run_load(
+                    "127.0.0.1",
+                    smpp,
+                    count,
+                    a.connections,
+                    window,
+                    mix=name == "S5",
+                    rate=rate,
+                    texts=1
+                    if name == "S2"
+                    else 6,  # S2: one campaign text, as bulk traffic through a batch API
+                    timeout=a.timeout,
+                    system_id=a.system_id,
+                    password=a.password,
+                )
             )
-        )
-        return summarize(name, st, server, cpu0, count)
+            row = summarize(name, st, server, cpu0, count, threads0, delay)
+            if rate:
+                row["offered_msg_s"] = round(rate, 1)
+        if name != "null" and not a.target:
+            row["gateway"], row["gateway_sha"] = gw.label, gw.sha
+        return row
     finally:
         if server is not None:
             server.stop()
@@ -229,24 +359,20 @@ async def _idle(a: argparse.Namespace, port: int, server: Server | None) -> dict
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    cols = [
-        "scenario",
-        "acked",
-        "receipts",
-        "submit_msg_s",
-        "receipts_s",
-        "p50_ms",
-        "p95_ms",
-        "p99_ms",
-        "receipt_p99_ms",
-        "cpu_s_per_1000",
-        "peak_rss_mb",
-        "kb_per_session",
-    ]
-    lines = [" | ".join(cols)]
-    for r in rows:
-        lines.append(" | ".join("-" if r.get(c) is None else str(r.get(c)) for c in cols))
-    return "\n".join(lines)
+    return report.table(rows)
+
+
+def parse_rate(text: str) -> tuple[float | None, float | None]:
+    """--rate: (msg/s, None) or, for "50%", (None, 0.5)."""
+    if text.endswith("%"):
+        share = float(text[:-1]) / 100
+        if not 0 < share:
+            raise argparse.ArgumentTypeError(f"a share > 0%, got {text}")
+        return None, share
+    rate = float(text)
+    if rate <= 0:
+        raise argparse.ArgumentTypeError(f"msg/s > 0, got {text}")
+    return rate, None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,7 +383,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=20_000, help="messages per scenario (default %(default)s)")
     p.add_argument("--connections", type=int, default=4)
     p.add_argument("--window", type=int, default=200, help="outstanding submit_sm per connection")
-    p.add_argument("--rate", type=float, default=2000.0, help="S3 offered rate, msg/s")
+    p.add_argument(
+        "--rate",
+        type=parse_rate,
+        help='offered msg/s for every scenario (S3 alone offers 2,000 without it); "50%%": half of'
+        " the current gateway's S1 msg/s, measured first",
+    )
+    p.add_argument(
+        "--provider-delay",
+        type=float,
+        default=0.0,
+        help="seconds the simulator takes to the final status (S1, S3, S5); receipt p99 is also shown"
+        " minus this delay",
+    )
     p.add_argument("--sessions", type=int, default=1000, help="S4 idle sessions")
     p.add_argument(
         "--latency", type=float, default=0.05, help="S2: seconds the fake provider adds per request"
@@ -265,21 +403,67 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--durability", choices=("normal", "fsync"), default="normal")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a scenario may take at most")
     p.add_argument("--target", help="host:port of a running gateway instead of starting one")
+    p.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="REV",
+        help="also run every scenario against the gateway of git revision REV (repeatable, or a comma list)",
+    )
+    p.add_argument("--repeat", type=int, default=1, help="runs per scenario and gateway; the median is shown")
     p.add_argument("--system-id", default="bench")
     p.add_argument("--password", default="bench")
     a = p.parse_args(argv)
     unknown = [s for s in a.scenarios if s not in ALL]
     if unknown:
         p.error(f"unknown scenario(s) {unknown}; choose from {', '.join(ALL)}")
-    rows = []
+    if a.repeat < 1:
+        p.error("--repeat must be at least 1")
+    against = [r for item in a.against for r in item.split(",") if r]
+    if against and a.target:
+        p.error("--against starts the gateways itself: not with --target")
+    gateways = [revs.current()] + [
+        revs.build(r, log=lambda m: print(m, file=sys.stderr, flush=True)) for r in against
+    ]
+    rate, share = a.rate or (None, None)
+    runs: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="smppgw-bench-") as tmp:
+        if share is not None:
+            capacity = run_scenario("S1", a, Path(tmp), gateways[0])
+            capacity["scenario"] = "S1 capacity"
+            rows.append(capacity)
+            rate = capacity["submit_msg_s"] * share
+            print(
+                f"S1 capacity {capacity['submit_msg_s']} msg/s: offering {rate:.0f}",
+                file=sys.stderr,
+                flush=True,
+            )
         for name in a.scenarios:
-            rows.append(run_scenario(name, a, Path(tmp)))
-            print(f"{name}: done", file=sys.stderr, flush=True)
+            sides = gateways[:1] if name == "null" or a.target else gateways
+            mine: dict[str, list[dict[str, Any]]] = {g.label: [] for g in sides}
+            for i in range(a.repeat):
+                for gw in sides:  # alternating, so drift on a shared machine hits every side alike
+                    row = run_scenario(name, a, Path(tmp), gw, rate)
+                    row["run"] = i + 1
+                    runs.append(row)
+                    mine[gw.label].append(row)
+                    print(f"{name} [{gw.label}] run {i + 1}/{a.repeat}: done", file=sys.stderr, flush=True)
+            rows += [report.median_row(r) if a.repeat > 1 else r[0] for r in mine.values()]
+    comparisons = report.compare(rows)
     print(table(rows))
-    print(
-        json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "results": rows})
-    )
+    if comparisons:
+        print()
+        print(report.ratio_table(comparisons))
+    summary: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "results": rows,
+    }
+    if comparisons:
+        summary["comparisons"] = comparisons
+    if a.repeat > 1:
+        summary["runs"] = runs
+    print(json.dumps(summary))
     return 0
 
 

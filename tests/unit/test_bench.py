@@ -34,7 +34,7 @@ def test_bench_runs_scenarios_and_prints_a_json_summary():
     )
     assert r.returncode == 0, r.stderr[-2000:]
     table, summary = r.stdout.strip().splitlines()[:-1], json.loads(r.stdout.strip().splitlines()[-1])
-    assert table[0].startswith("scenario | acked | receipts")
+    assert table[0].startswith("scenario | gateway | acked | receipts")
     results = {row["scenario"]: row for row in summary["results"]}
     for name in ("null", "S1", "S5"):
         assert results[name]["acked"] == 300 and results[name]["receipts"] == 300, results[name]
