@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -399,7 +400,10 @@ class Gateway:
     def _write(self, ops: list[Op], receipt: OutboxRecord | None) -> None:
         def committed(error: BaseException | None) -> None:
             if error is not None:
-                event(log, "state_write_failed", logging.ERROR, ops=len(ops), error=repr(error))
+                ids = ",".join(sorted({getattr(getattr(op, "record", None), "id", "") for op in ops} - {""}))
+                event(
+                    log, "state_write_failed", logging.ERROR, message_id=ids, ops=len(ops), error=repr(error)
+                )
             elif receipt is not None:
                 self.outbox.add(receipt)
 
@@ -408,7 +412,10 @@ class Gateway:
 
     def note(self, message_id: str, what: str, **detail: object) -> None:
         """A step of a message's trail that its row does not record (kept as long as the row)."""
-        self.store.write([AddEvent(message_id, TrailEvent(self.clock.seconds(), what, detail))], _noted)
+        self.store.write(
+            [AddEvent(message_id, TrailEvent(self.clock.seconds(), what, detail))],
+            partial(_noted, message_id),
+        )
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -539,9 +546,9 @@ def _same_addresses(pdu: SubmitSm) -> CancelSm:
     )
 
 
-def _noted(error: BaseException | None) -> None:
+def _noted(message_id: str, error: BaseException | None) -> None:
     if error is not None:
-        event(log, "trail_write_failed", logging.ERROR, error=repr(error))
+        event(log, "trail_write_failed", logging.ERROR, message_id=message_id, error=repr(error))
 
 
 def _dt(ts: float | None) -> datetime | None:
