@@ -9,7 +9,7 @@ committed. The store holds no business rules.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 # message.state: 0 while the gateway still holds the message (not yet accepted by a provider),
@@ -95,6 +95,16 @@ class RemoveOutbox:
     key: str
 
 
+@dataclass(slots=True)
+class TrailEvent:
+    """One timed event in a message's life (accepted, sent to a provider, a status, a receipt…),
+    kept as long as the message."""
+
+    at: float  # epoch seconds
+    event: str
+    detail: dict[str, object] = field(default_factory=dict)
+
+
 Op = InsertMessage | UpdateMessage | AddOutbox | RemoveOutbox | ReplaceMessage
 Done = Callable[[BaseException | None], None]
 
@@ -121,6 +131,12 @@ class Store(Protocol):
         ...
 
     def get_message(self, message_id: str, done: Callable[[MessageRecord | None], None]) -> None: ...
+
+    def get_trail(
+        self, message_id: str, done: Callable[[MessageRecord | None, list[TrailEvent]], None]
+    ) -> None:
+        """The message and its trail, oldest event first; `done` runs on the loop."""
+        ...
 
     def healthy(self) -> bool: ...
 

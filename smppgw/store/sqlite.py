@@ -31,6 +31,7 @@ from smppgw.store.base import (
     RemoveOutbox,
     ReplaceMessage,
     Snapshot,
+    TrailEvent,
     UpdateMessage,
 )
 
@@ -155,6 +156,12 @@ class SqliteStore:
 
     def get_message(self, message_id: str, done: Callable[[MessageRecord | None], None]) -> None:
         self._queue.put(("get", message_id, done))
+
+    def get_trail(
+        self, message_id: str, done: Callable[[MessageRecord | None, list[TrailEvent]], None]
+    ) -> None:
+        # SEAM: the record only, with an empty trail, until the store keeps trails.
+        self.get_message(message_id, lambda record: done(record, []))
 
     # -- the writer thread ------------------------------------------------------------------
 
