@@ -263,4 +263,14 @@ class Control:
 
 
 def _changed_fields(old: Any, new: Any) -> list[str]:
-    return [f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)]
+    """Names of the fields that differ; a provider's `options` by option key. Never values."""
+    out = []
+    for f in dataclasses.fields(old):
+        was, now = getattr(old, f.name), getattr(new, f.name)
+        if was == now:
+            continue
+        if f.name == "options" and isinstance(was, dict) and isinstance(now, dict):
+            out.extend(sorted(k for k in was.keys() | now.keys() if was.get(k, ...) != now.get(k, ...)))
+        else:
+            out.append(f.name)
+    return out

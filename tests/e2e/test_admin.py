@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest_twisted
 import smpplib.exceptions
+import smpplib.smpp
 from twisted.internet.threads import deferToThread
 
 from smppgw.cli import main as cli_main
@@ -281,3 +282,62 @@ async def test_pause_moves_traffic_to_the_failover_provider_and_a_lone_provider_
     assert released == {"provider": "solo", "paused": False, "released": 2}
     assert after["first"]["messages_sent"] == 1 and after["solo"]["messages_sent"] == 2
     assert after["second"]["messages_sent"] == 4 and not after["first"]["paused"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_reload_adds_and_removes_accounts_and_swaps_adds_and_retires_providers(tmp_path):
+    data = gateway_config(tmp_path, admin={"token": TOKEN})
+    path = write_config(tmp_path / "gw.toml", data)
+    app = start_from_file(path)
+    port, url = smpp_port(app), base(app)
+    first_sim = app.providers["sim"]
+
+    def providers():
+        return {p["provider"]: p for p in request(f"{url}/providers")[1]["providers"]}
+
+    def scenario():
+        other = connect(port, system_id="other", password="other1")
+        demo = connect(port)
+        try:
+            sim = data["providers"]["sim"]
+            data["accounts"] = {"demo": {"password": "demo"}, "third": {"password": "third"}}
+            data["providers"] = {"sim": {**sim, "seed": 2}, "sim2": sim}
+            data["routes"] = [{"providers": ["sim2", "sim"]}]
+            write_config(path, data)
+            first = request(f"{url}/reload", "POST")
+            unbind = other.client.read_pdu()  # smpplib does not answer an unbind itself
+            other.client.send_pdu(
+                smpplib.smpp.make_pdu("unbind_resp", client=other.client, sequence=unbind.sequence)
+            )
+            demo.submit()
+            assert demo.pump(lambda: demo.receipts)
+            via_sim2 = providers()
+            data["providers"] = {"sim2": sim}
+            data["routes"] = [{"providers": ["sim2"]}]
+            write_config(path, data)
+            second = request(f"{url}/reload", "POST")
+            demo.submit()
+            assert demo.pump(lambda: len(demo.receipts) == 2)
+            binds = {
+                "other": bind_status(port, system_id="other", password="other1"),
+                "third": bind_status(port, system_id="third", password="third"),
+            }
+            return first, unbind.command, via_sim2, second, providers(), binds
+        finally:
+            demo.close()
+            other.client.disconnect()
+
+    try:
+        (status, first), unbind, via_sim2, (status2, second), after, binds = await deferToThread(scenario)
+    finally:
+        await app.stop(grace=0.5)
+    assert status == 200 and status2 == 200
+    assert first["removed"] == ["accounts.other"] and first["sessions_unbound"] == 1
+    assert set(first["added"]) == {"accounts.third", "providers.sim2"}
+    assert "providers.sim.seed" in first["changed"] and "routes" in first["changed"]
+    assert unbind == "unbind"
+    assert app.providers["sim"] is not first_sim  # a new adapter for the changed table
+    assert via_sim2["sim2"]["messages_sent"] == 1 and via_sim2["sim"]["messages_sent"] == 0
+    assert second["removed"] == ["providers.sim"] and second["retired"] == {"sim": {"moved": 0, "waiting": 0}}
+    assert after["sim"]["removed"] is True and after["sim2"]["messages_sent"] == 2
+    assert binds == {"other": 0x0F, "third": 0}
