@@ -71,4 +71,8 @@ def request(
         with urllib.request.urlopen(req, timeout=5) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw or b"{}")
+        except ValueError:  # not ours (twisted.web's own 404 page)
+            return e.code, {"raw": raw.decode("utf-8", "replace")}

@@ -337,7 +337,20 @@ async def test_reload_adds_and_removes_accounts_and_swaps_adds_and_retires_provi
     assert "providers.sim.seed" in first["changed"] and "routes" in first["changed"]
     assert unbind == "unbind"
     assert app.providers["sim"] is not first_sim  # a new adapter for the changed table
+    assert first_sim.report_sink is None  # the old one was closed: nothing was in flight
     assert via_sim2["sim2"]["messages_sent"] == 1 and via_sim2["sim"]["messages_sent"] == 0
     assert second["removed"] == ["providers.sim"] and second["retired"] == {"sim": {"moved": 0, "waiting": 0}}
     assert after["sim"]["removed"] is True and after["sim2"]["messages_sent"] == 2
     assert binds == {"other": 0x0F, "third": 0}
+
+
+@pytest_twisted.ensureDeferred
+async def test_admin_on_its_own_listener_is_not_on_the_http_one(tmp_path):
+    app = start_app(tmp_path, admin={"token": TOKEN, "host": "127.0.0.1", "port": 0})
+    own = f"http://127.0.0.1:{app.admin_port.getHost().port}/admin/providers"
+    try:
+        on_own, on_http = await deferToThread(lambda: (request(own), request(base(app) + "/providers")))
+    finally:
+        await app.stop(grace=0.5)
+    assert on_own[0] == 200 and on_own[1]["providers"][0]["provider"] == "sim"
+    assert on_http[0] == 404
