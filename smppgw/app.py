@@ -12,8 +12,10 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import deferLater
 
+from smppgw.admin.control import Control, ReloadRefused
+from smppgw.admin.live import LiveView
 from smppgw.aio import as_deferred
-from smppgw.config import Config, ProviderSettings
+from smppgw.config import Config, ProviderSettings, load
 from smppgw.gateway.core import Gateway
 from smppgw.logs import event
 from smppgw.metrics import Metrics
@@ -21,6 +23,7 @@ from smppgw.providers import adapter_class
 from smppgw.providers.base import Provider
 from smppgw.server.factory import SmppFactory
 from smppgw.store.sqlite import SqliteStore
+from smppgw.web.admin import AdminApi, admin_site
 from smppgw.web.site import make_site
 from smppgw.web.webhooks import Webhooks
 
@@ -42,6 +45,14 @@ def build_provider(settings: ProviderSettings, clock: Any) -> Provider:
     if overrides:
         provider.limits = dataclasses.replace(provider.limits, **overrides)
     return provider
+
+
+def load_checked(path: str, clock: Any) -> tuple[Config, dict[str, Provider]]:
+    """Everything `smppgw check-config` checks: parse and validate the file, then build every
+    provider adapter (each checks its own options). Raises ConfigError."""
+    config = load(path)
+    providers = {name: build_provider(s, clock) for name, s in config.providers.items()}
+    return config, providers
 
 
 class _StoreCollector:
@@ -76,18 +87,29 @@ class App:
         self.providers = {name: build_provider(s, reactor) for name, s in config.providers.items()}
         self.gateway = Gateway(config, self.store, self.providers, self.metrics, reactor)
         self.factory = SmppFactory(self.gateway, config.server, self.metrics, reactor)
-        hooks = Webhooks(
+        self.webhooks = Webhooks(
             self.providers, config.providers, self.gateway.on_report, self.gateway.on_inbound, self.metrics
         )
-        self.site = make_site(self.metrics, self.gateway.healthy, hooks)
+        self.live = LiveView(self.factory, self.gateway, self.metrics, reactor)
+        self.control = Control(self)
+        self.admin = AdminApi(lambda: self.config.admin, self.live, self.control, self.store)
+        own_admin = config.admin.port is not None
+        self.site = make_site(
+            self.metrics, self.gateway.healthy, self.webhooks, None if own_admin else self.admin
+        )
         self.smpp_port: IListeningPort | None = None
         self.http_port: IListeningPort | None = None
+        self.admin_port: IListeningPort | None = None
 
     def start(self) -> None:
         self.gateway.start()
         c = self.config
         self.smpp_port = self.reactor.listenTCP(c.server.port, self.factory, interface=c.server.host)
         self.http_port = self.reactor.listenTCP(c.http.port, self.site, interface=c.http.host)
+        if c.admin.port is not None:
+            site = admin_site(self.admin)
+            self.admin_port = self.reactor.listenTCP(c.admin.port, site, interface=c.admin.host)
+        self.live.start()
         self.tls_port: IListeningPort | None = None
         if c.server.tls_port is not None:  # SMPP over TLS: its own port, the same sessions and accounts
             from smppgw.server.tls import server_options  # needs pyOpenSSL: imported only when used
@@ -102,14 +124,31 @@ class App:
             smpp=f"{c.server.host}:{self.smpp_port.getHost().port}",
             smpp_tls=f"{c.server.host}:{self.tls_port.getHost().port}" if self.tls_port else "-",
             http=f"{c.http.host}:{self.http_port.getHost().port}",
+            admin=self._admin_where(),
             config=c.source,
         )
+
+    def _admin_where(self) -> str:
+        c = self.config
+        if not c.admin.token:
+            return "off"
+        if self.admin_port is not None:
+            return f"{c.admin.host}:{self.admin_port.getHost().port}/admin"
+        return f"{c.http.host}:{self.http_port.getHost().port}/admin"  # type: ignore[union-attr]
+
+    def reload(self) -> dict[str, Any] | None:
+        """SIGHUP: re-read the config file; a bad one is logged (by Control) and changes nothing."""
+        try:
+            return self.control.reload()
+        except ReloadRefused:
+            return None
 
     @inlineCallbacks
     def stop(self, grace: float = 5.0) -> Any:
         """Stop taking connections, unbind every session, give answers `grace` seconds, close."""
         event(log, "stopping", sessions=len(self.factory.sessions))
-        for port in (self.smpp_port, self.http_port, getattr(self, "tls_port", None)):
+        self.live.stop()
+        for port in (self.smpp_port, self.http_port, self.admin_port, getattr(self, "tls_port", None)):
             if port is not None:
                 yield port.stopListening()
         self.factory.unbind_all()

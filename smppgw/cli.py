@@ -46,6 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     reactor.addSystemEventTrigger("before", "shutdown", app.stop)
     signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
+    signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(app.reload))  # re-read the file
     reactor.run()
     return 0
 
@@ -53,13 +54,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from twisted.internet.task import Clock
 
-    from smppgw.app import build_provider
+    from smppgw.app import load_checked
     from smppgw.config import ConfigError
 
-    config = _load(args.config)
     try:
-        for settings in config.providers.values():
-            build_provider(settings, Clock())  # adapters check their own options
+        config, _ = load_checked(args.config, Clock())  # the same checks as a live reload
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
@@ -136,6 +135,9 @@ def parser() -> argparse.ArgumentParser:
         "--option", action="append", default=[], metavar="KEY=VALUE", help="fake option (repeatable)"
     )
     f.set_defaults(func=cmd_fake_provider)
+    from smppgw.admin.cli import add_commands
+
+    add_commands(sub)
     sub.add_parser(
         "bench", help="benchmark a gateway on loopback (see `smppgw bench --help`)", add_help=False
     )

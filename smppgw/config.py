@@ -51,6 +51,16 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class AdminConfig:
+    """The admin API (live view, reload, pause/resume). Off while `token` is empty."""
+
+    token: str = field(default="", repr=False)  # Bearer token every admin call must carry
+    allow: tuple[str, ...] = ()  # peer networks (CIDR) allowed to call it; empty: any
+    host: str = "127.0.0.1"  # its own listener, when `port` is set
+    port: int | None = None  # None: served on the [http] listener under /admin
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     type: str = "sqlite"
     path: str = "var/smppgw.db"
@@ -135,6 +145,7 @@ class Config:
     providers: dict[str, ProviderSettings]
     routes: tuple[Route, ...]
     inbound: tuple[InboundRoute, ...] = ()
+    admin: AdminConfig = AdminConfig()
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -229,8 +240,11 @@ def parse(data: dict[str, Any], source: str = "<config>") -> Config:
     inbound = _inbound(
         source, top.get("inbound", list, [], "a list of [[inbound]] tables"), providers, accounts
     )
+    admin = _admin(_Reader(source, top.table_of("admin"), "admin"))
     top.finish()
-    return Config(source, server, http, store, receipts, dispatch, log, accounts, providers, routes, inbound)
+    return Config(
+        source, server, http, store, receipts, dispatch, log, accounts, providers, routes, inbound, admin
+    )
 
 
 def _server(r: _Reader) -> ServerConfig:
@@ -271,6 +285,31 @@ def _http(r: _Reader) -> HttpConfig:
     cfg = HttpConfig(
         host=r.get("host", str, HttpConfig.host, "a host address"), port=_port(r, "port", HttpConfig.port)
     )
+    r.finish()
+    return cfg
+
+
+ADMIN_TOKEN_MIN = 16
+
+
+def _admin(r: _Reader) -> AdminConfig:
+    token = r.get("token", str, "", "a string (the Bearer token of the admin API)", secret=True)
+    allow = tuple(r.get("allow", list, [], "a list of networks (CIDR)"))
+    for net in allow:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except (TypeError, ValueError):
+            raise r.error("allow", f"networks such as 10.0.0.0/8 or 127.0.0.1, got {net!r}") from None
+    cfg = AdminConfig(
+        token=token,
+        allow=allow,
+        host=r.get("host", str, AdminConfig.host, "a host address"),
+        port=_port(r, "port", 0) if "port" in r.table else None,
+    )
+    if r.table and not token:
+        raise r.error("token", "a token (the admin API is off without one; remove [admin] to keep it off)")
+    if token and (len(token) < ADMIN_TOKEN_MIN or not token.isprintable()):
+        raise r.error("token", f"at least {ADMIN_TOKEN_MIN} printable characters, got a hidden value")
     r.finish()
     return cfg
 

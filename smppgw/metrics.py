@@ -119,6 +119,12 @@ class Metrics:
         self.provider_balance = Gauge(
             "smppgw_provider_balance", "Balance the provider reports", ["provider", "currency"], registry=r
         )
+        self.provider_paused = Gauge(
+            "smppgw_provider_paused",
+            "1 while an operator has paused the provider (no new requests), else 0",
+            ["provider"],
+            registry=r,
+        )
         self.webhooks = Counter(
             "smppgw_webhooks",
             "Provider webhook calls by provider and result",

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 
 class TokenBucket:
-    __slots__ = ("rate", "burst", "tokens", "stamp")
+    __slots__ = ("rate", "burst", "tokens", "stamp", "refused")
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
         self.rate = rate
         self.burst = burst
         self.tokens = burst  # a new bucket is full
         self.stamp = now
+        self.refused = 0  # takes that found the bucket empty (the admin view shows them)
 
     def take(self, now: float) -> bool:
         """One token if there is one; False (nothing taken) when the bucket is empty."""
@@ -24,7 +25,12 @@ class TokenBucket:
             self.tokens = tokens - 1.0
             return True
         self.tokens = tokens
+        self.refused += 1
         return False
+
+    def level(self, now: float) -> float:
+        """Tokens there would be now, without taking one."""
+        return min(self.burst, self.tokens + (now - self.stamp) * self.rate)
 
     def wait(self) -> float:
         """Seconds from the last `take` until the next token (0 if one is there)."""

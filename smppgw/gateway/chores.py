@@ -15,7 +15,14 @@ from smppgw.aio import start
 from smppgw.gateway.prices import PriceBook
 from smppgw.logs import event
 from smppgw.metrics import Metrics
-from smppgw.providers.base import Inbound, NotSupported, Provider, ProviderError, ProviderSettings
+from smppgw.providers.base import (
+    Balance,
+    Inbound,
+    NotSupported,
+    Provider,
+    ProviderError,
+    ProviderSettings,
+)
 
 log = logging.getLogger("smppgw.chores")
 
@@ -34,6 +41,7 @@ class Chores:
         self.on_inbound = on_inbound
         self.prices = prices
         self.senders: dict[str, frozenset[str]] = {}  # provider -> sender names it accepts
+        self.balances: dict[str, tuple[float, list[Balance]]] = {}  # provider -> (when, balances)
         self._calls: list[IDelayedCall] = []
         self._stopped = False
 
@@ -89,7 +97,9 @@ class Chores:
         self._calls.append(self.clock.callLater(0, tick))
 
     async def _balance(self, name: str) -> None:
-        for b in await self.providers[name].balance():
+        balances = await self.providers[name].balance()
+        self.balances[name] = (self.clock.seconds(), balances)
+        for b in balances:
             self.metrics.child(self.metrics.provider_balance, name, b.currency).set(b.amount)
 
     async def _senders(self, name: str) -> None:

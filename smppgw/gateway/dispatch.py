@@ -87,6 +87,8 @@ class _Lane:
         "bucket",
         "wakeup",
         "pump_due",
+        "paused",
+        "last_error",
     )
 
     def __init__(self, provider: Provider, gauge: object, breaker: Breaker, now: float) -> None:
@@ -99,6 +101,8 @@ class _Lane:
         self.bucket = TokenBucket(rate, max(1.0, rate), now) if rate else None
         self.wakeup: IDelayedCall | None = None
         self.pump_due = False
+        self.paused = False  # by an operator (admin API) or because the provider left the config
+        self.last_error: tuple[float, str, str] | None = None  # (when, outcome, detail)
 
 
 class Dispatcher:
@@ -135,6 +139,8 @@ class Dispatcher:
         lane = self.lanes[record.provider]
         if lane.breaker.is_open(self.clock.seconds()) and self._move_on(record, "breaker_open"):
             return
+        if lane.paused and self._move_on(record, "paused"):
+            return
         lane.queue.append(record)
         if not lane.pump_due:
             # once per loop turn, not per message: everything committed in one batch goes out
@@ -161,6 +167,8 @@ class Dispatcher:
         limits = lane.provider.limits
         now = self.clock.seconds()
         while lane.queue and lane.in_flight < limits.max_concurrency and not self._stopping:
+            if lane.paused:
+                break  # what could not fail over waits here until resume
             if not lane.breaker.allows(now):
                 self._drain_open(lane)
                 break
@@ -212,6 +220,8 @@ class Dispatcher:
             outcome = "error"
         finally:
             lane.in_flight -= 1
+        if failed is not None:
+            lane.last_error = (self.clock.seconds(), outcome, failed.detail)
         self.metrics.child(self.metrics.provider_latency, provider.name, "send").observe(
             time.perf_counter() - t0
         )
@@ -238,6 +248,48 @@ class Dispatcher:
             else:
                 self._attempts.pop(record.id, None)
                 self.on_result(record, res)
+        self._pump(lane)
+
+    # -- operator controls (admin API, config reload) ------------------------------------------
+
+    def pause(self, name: str) -> tuple[int, int]:
+        """No new requests to this provider: queued messages go to the next provider of their
+        route where they have one, the rest wait in the lane. Returns (moved, waiting)."""
+        lane = self.lanes[name]
+        lane.paused = True
+        queued, lane.queue = lane.queue, deque()
+        moved = 0
+        for record in queued:
+            if self._move_on(record, "paused"):
+                moved += 1
+            else:
+                lane.queue.append(record)
+        lane.gauge.set(len(lane.queue))  # type: ignore[attr-defined]
+        return moved, len(lane.queue)
+
+    def resume(self, name: str) -> int:
+        """Requests flow again; returns how many messages were waiting."""
+        lane = self.lanes[name]
+        lane.paused = False
+        waiting = len(lane.queue)
+        self._pump(lane)
+        return waiting
+
+    def set_provider(self, name: str, provider: Provider) -> None:
+        """A new adapter (a config reload) for new requests; a new lane for a new provider.
+        Requests already in flight finish on the adapter they started with."""
+        lane = self.lanes.get(name)
+        if lane is None:
+            self.lanes[name] = _Lane(
+                provider,
+                self.metrics.child(self.metrics.dispatch_queue, name),
+                Breaker(self.config.breaker_threshold, self.config.breaker_cooldown),
+                self.clock.seconds(),
+            )
+            return
+        lane.provider = provider
+        rate = provider.limits.requests_per_second
+        lane.bucket = TokenBucket(rate, max(1.0, rate), self.clock.seconds()) if rate else None
         self._pump(lane)
 
     # -- retries and failover ---------------------------------------------------------------

@@ -106,6 +106,11 @@ class Outbox:
         a = self._accounts.get(account)
         return 0 if a is None else len(a.queue) + a.in_flight + len(a.retry_timers)
 
+    def oldest(self, account: str) -> float | None:
+        """created_at of the oldest receipt waiting in the queue (admin view; walks the queue)."""
+        a = self._accounts.get(account)
+        return None if a is None or not a.queue else min(r.created_at for r, _ in a.queue)
+
     # -- sessions -----------------------------------------------------------------------------
 
     def session_bound(self, session: DeliverySession) -> None:

@@ -78,6 +78,10 @@ class SmppSession(Protocol):
         self._closing = False
         self._unbind_sent = False
         self.factory: SmppFactory | None = None  # set by the factory; None in unit tests
+        # plain counters for the admin live view, which samples them (no timer per PDU)
+        self.submits = 0  # submit_sm taken in (past window and throttle)
+        self.deliveries = 0  # deliver_sm records sent (receipts and MO)
+        self.bound_at = 0.0
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -181,6 +185,7 @@ class SmppSession(Protocol):
         tlvs = ((Tag.SC_INTERFACE_VERSION, b"\x34"),) if self.interface_version >= 0x34 else ()
         self.state = BIND_STATE[pdu.command_id]
         self.account, self._account = system_id, result
+        self.bound_at = self.clock.seconds()
         self._bucket = self._throttles().bucket(result, self.clock.seconds())
         self._send(response_for(pdu, 0, system_id=SYSTEM_ID, tlvs=tlvs))
         self.metrics.child(self.metrics.bound_sessions, system_id, _BIND_NAMES[self.state]).inc()
@@ -207,6 +212,7 @@ class SmppSession(Protocol):
         account, version = self._account, self.interface_version
         assert account is not None  # the state table admits these only when bound
         if cid == CommandId.SUBMIT_SM:
+            self.submits += 1
             t0 = time.perf_counter()
 
             def reply(status: int, detail: str) -> None:
@@ -286,6 +292,7 @@ class SmppSession(Protocol):
         account = self._account
         mode = account.long_mo if account is not None else "udh"
         enroute = account.intermediate_esm_class if account is not None else 0x04
+        self.deliveries += 1
         pdus = deliver_sms_for(
             record, self.next_sequence, self.interface_version, mode, self._mo_ref + 1, enroute
         )
@@ -304,6 +311,23 @@ class SmppSession(Protocol):
             self._request(Unbind(sequence_number=self.next_sequence()), None)
         elif self.state is not State.CLOSED:
             self._close()
+
+    # -- the admin view and live config changes ---------------------------------------------
+
+    @property
+    def bind_name(self) -> str | None:
+        """The bind type (transmitter, receiver, transceiver) while bound, else None."""
+        return _BIND_NAMES.get(self.state)
+
+    def window_in_use(self) -> tuple[int, int]:
+        """(ESME requests waiting for our answer, our requests waiting for the ESME's)."""
+        return self._inflight, len(self._pending)
+
+    def account_changed(self, account: Account) -> None:
+        """A config reload changed this session's account: the session stays bound and takes
+        the new settings (throughput, long_mo, …); a new password matters at the next bind."""
+        self._account = account
+        self._bucket = self._throttles().bucket(account, self.clock.seconds())
 
     # -- timers -------------------------------------------------------------------------------
 

@@ -26,3 +26,7 @@ class Throttles:
         if b is None or b.rate != account.throughput or b.burst != burst:
             b = self._buckets[account.system_id] = TokenBucket(account.throughput, burst, now)
         return b
+
+    def peek(self, system_id: str) -> TokenBucket | None:
+        """The account's bucket as it is, for the admin view (None: no bucket made yet)."""
+        return self._buckets.get(system_id)

@@ -41,12 +41,19 @@ class HealthPage(Resource):
         return b"unavailable\n"
 
 
-def make_site(metrics: Metrics, healthy: Callable[[], bool], webhooks: Resource | None = None) -> Site:
+def make_site(
+    metrics: Metrics,
+    healthy: Callable[[], bool],
+    webhooks: Resource | None = None,
+    admin: Resource | None = None,
+) -> Site:
     root = Resource()
     root.putChild(b"metrics", MetricsPage(metrics))
     root.putChild(b"healthz", HealthPage(healthy))
     if webhooks is not None:
         root.putChild(b"webhooks", webhooks)
+    if admin is not None:
+        root.putChild(b"admin", admin)
     site = Site(root)
     site.log = lambda request: None  # no access log line per scrape: metrics count what matters
     site.noisy = False

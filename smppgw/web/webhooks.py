@@ -51,6 +51,11 @@ class Webhooks(Resource):
         super().__init__()
         self.providers, self.settings = providers, settings
         self.on_report, self.on_inbound, self.metrics = on_report, on_inbound, metrics
+        self.set_settings(settings)
+
+    def set_settings(self, settings: dict[str, ProviderSettings]) -> None:
+        """The providers' tables (at start, and after a config reload)."""
+        self.settings = settings
         self.networks = {
             name: [ipaddress.ip_network(n, strict=False) for n in s.webhook_allow]
             for name, s in settings.items()

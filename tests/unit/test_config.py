@@ -57,6 +57,11 @@ def test_minimal_config_gets_defaults_and_a_default_route(tmp_path):
         ),
         (MINIMAL.replace('"demo"', '"muchtoolongpassword"'), "accounts.demo.password", "1 to 8"),
         ("x = = 1", "(syntax)", "valid TOML"),
+        (MINIMAL + "[admin]\nallow = ['10.0.0.0/8']\n", "admin.token", "the admin API is off without one"),
+        (MINIMAL + "[admin]\ntoken = 'short'\n", "admin.token", "at least 16 printable characters"),
+        (MINIMAL + "[admin]\ntoken = 'x' \n allow = ['10.0.0.300/8']\n", "admin.allow", "got '10.0.0.300/8'"),
+        (MINIMAL + f"[admin]\ntoken = '{'t' * 20}'\nport = 99999\n", "admin.port", "a TCP port"),
+        (MINIMAL + f"[admin]\ntoken = '{'t' * 20}'\ntokn = 1\n", "admin.tokn", "no such key"),
     ],
 )
 def test_config_errors_name_file_key_and_expectation(tmp_path, text, key, expected):
@@ -77,6 +82,19 @@ def test_env_interpolation_and_missing_variable_named_without_value(tmp_path, mo
         cfg.load(write(tmp_path, MINIMAL.replace('"demo"', '"${GW_TEST_MISSING}"')))
     assert err.value.key == "accounts.demo.password"
     assert "GW_TEST_MISSING" in err.value.expected
+
+
+def test_admin_is_off_by_default_and_its_token_comes_from_the_environment(tmp_path, monkeypatch):
+    assert cfg.load(write(tmp_path, MINIMAL)).admin == cfg.AdminConfig()
+    monkeypatch.setenv("GW_TEST_ADMIN", "a-long-enough-admin-token")
+    text = MINIMAL + '[admin]\ntoken = "${GW_TEST_ADMIN}"\nallow = ["127.0.0.1", "10.0.0.0/8"]\nport = 0\n'
+    c = cfg.load(write(tmp_path, text))
+    assert c.admin.token == "a-long-enough-admin-token" and c.admin.port == 0
+    assert c.admin.allow == ("127.0.0.1", "10.0.0.0/8") and c.admin.host == "127.0.0.1"
+    assert "a-long-enough" not in repr(c.admin)
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.load(write(tmp_path, MINIMAL + "[admin]\ntoken = 'not enough'\n"))
+    assert "not enough" not in str(err.value)
 
 
 def test_wrong_type_of_secret_is_reported_without_its_value(tmp_path):

@@ -158,3 +158,48 @@ def test_breaker_closes_after_a_good_trial_and_reopens_after_a_bad_one():
     assert not br.allows(15) and br.allows(20)
     br.record(True, 20)
     assert br.allows(20) and br.failures == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_paused_provider_gets_no_requests_its_queue_fails_over_or_waits_until_resume():
+    a, b, solo = Provider("a"), Provider("b"), Provider("solo")
+    d, clock, results = make({"a": a, "b": b, "solo": solo}, ["a", "b", "solo"])
+    assert d.pause("a") == (0, 0)
+    d.enqueue(record(1))  # new messages for a go to b at once
+    assert d.pause("solo") == (0, 0)
+    d.enqueue(record(2, provider="solo"))  # last of its chain: waits
+    d.enqueue(record(3, provider="solo"))
+    await turn(clock)
+    assert a.requests == [] and b.requests == [["1"]] and solo.requests == []
+    assert len(d.lanes["solo"].queue) == 2
+    assert d.resume("solo") == 2
+    await turn(clock)
+    assert solo.requests == [["2", "3"]]
+    assert sorted((m, p) for m, p, _ in results) == [("1", "b"), ("2", "solo"), ("3", "solo")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_pausing_moves_what_is_queued_and_a_swapped_adapter_takes_new_requests():
+    a, b = Provider("a", batch_size=1), Provider("b")
+    d, clock, results = make({"a": a, "b": b}, ["a", "b"])
+    for i in range(5):
+        d.enqueue(record(i))  # queued; the pump runs at the next loop turn
+    assert d.pause("a") == (5, 0)
+    await turn(clock)
+    assert a.requests == [] and sorted(sum(b.requests, [])) == ["0", "1", "2", "3", "4"]
+    d.resume("a")
+    a2 = Provider("a")
+    d.set_provider("a", a2)
+    d.enqueue(record(9))
+    await turn(clock)
+    assert a.requests == [] and a2.requests == [["9"]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_request_is_kept_as_the_lane_last_error():
+    a = Provider("a", fail=True)
+    d, clock, results = make({"a": a}, ["a"], max_attempts=5, breaker_threshold=100)
+    clock.advance(42)
+    d.enqueue(record(1))
+    await turn(clock)
+    assert d.lanes["a"].last_error == (42.0, "retryable", "down")
