@@ -26,9 +26,9 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from smppgw.admin.live import iso
 from smppgw.config import AdminConfig
+from smppgw.gateway.trail import timeline
 from smppgw.logs import event
 from smppgw.providers.base import STAT_WORDS
-from smppgw.gateway.trail import timeline
 from smppgw.store.base import MessageRecord, Store, TrailEvent
 
 if TYPE_CHECKING:
