@@ -133,6 +133,15 @@ def connect(port: int, kind: str = "transceiver", system_id: str = "demo", passw
     return esme
 
 
+def bind_status(port: int, **kw: Any) -> int:
+    """0 when the bind succeeds, else the command_status of the bind resp."""
+    try:
+        connect(port, **kw).close()
+        return 0
+    except smpplib.exceptions.PDUError as e:
+        return e.args[1]
+
+
 def receipt_fields(pdu: Any) -> dict:
     m = RECEIPT_RE.match(pdu.short_message)
     assert m, pdu.short_message

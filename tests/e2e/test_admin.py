@@ -16,7 +16,7 @@ from twisted.internet.threads import deferToThread
 
 from smppgw.cli import main as cli_main
 from tests.e2e.admin_harness import TOKEN, request, start_from_file, write_config
-from tests.e2e.harness import connect, gateway_config, http_port, smpp_port, start_app
+from tests.e2e.harness import bind_status, connect, gateway_config, http_port, smpp_port, start_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,14 +30,6 @@ def cli(*args: str, env_token: str = TOKEN) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "smppgw", *args], cwd=ROOT, capture_output=True, text=True, timeout=30, env=env
     )
-
-
-def bind_status(port: int, **kw) -> int:
-    try:
-        connect(port, **kw).close()
-        return 0
-    except smpplib.exceptions.PDUError as e:
-        return e.args[1]
 
 
 @pytest_twisted.ensureDeferred

@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import smpplib.exceptions
 
 from tests.e2e.admin_harness import TOKEN, request, write_config
-from tests.e2e.harness import connect
+from tests.e2e.harness import bind_status, connect
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,14 +105,6 @@ def gateway(tmp_path) -> Iterator[Gateway]:
     gw = Gateway(tmp_path)
     yield gw
     gw.stop()
-
-
-def bind_status(port: int, **kw) -> int:
-    try:
-        connect(port, **kw).close()
-        return 0
-    except smpplib.exceptions.PDUError as e:
-        return e.args[1]
 
 
 def accounts(gw: Gateway) -> set[str]:

@@ -8,10 +8,9 @@ import urllib.request
 
 import pytest
 import pytest_twisted
-import smpplib.exceptions
 from twisted.internet.threads import deferToThread
 
-from tests.e2e.harness import connect, http_port, receipt_fields, smpp_port, start_app
+from tests.e2e.harness import bind_status, connect, http_port, receipt_fields, smpp_port, start_app
 
 
 @pytest_twisted.async_yield_fixture
@@ -21,21 +20,13 @@ async def gw(tmp_path):
     await app.stop(grace=1.0)
 
 
-def _bind_status(port, **kw):
-    try:
-        connect(port, **kw).close()
-        return 0
-    except smpplib.exceptions.PDUError as e:
-        return e.args[1]
-
-
 @pytest_twisted.ensureDeferred
 async def test_bind_in_each_mode_and_wrong_credentials_get_their_codes(gw):
     port = smpp_port(gw)
     for kind in ("transmitter", "receiver", "transceiver"):
-        assert await deferToThread(_bind_status, port, kind=kind) == 0
-    assert await deferToThread(_bind_status, port, password="wrong") == 0x0E
-    assert await deferToThread(_bind_status, port, system_id="nobody") == 0x0F
+        assert await deferToThread(bind_status, port, kind=kind) == 0
+    assert await deferToThread(bind_status, port, password="wrong") == 0x0E
+    assert await deferToThread(bind_status, port, system_id="nobody") == 0x0F
 
 
 @pytest_twisted.ensureDeferred
@@ -45,7 +36,7 @@ async def test_too_many_binds_get_rbindfail(gw):
     def scenario():
         held = [connect(port, system_id="other", password="other1") for _ in range(2)]
         try:
-            return _bind_status(port, system_id="other", password="other1")
+            return bind_status(port, system_id="other", password="other1")
         finally:
             for e in held:
                 e.close()

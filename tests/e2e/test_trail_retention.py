@@ -3,6 +3,7 @@ smpplib over TCP, the simulator, a real SQLite file."""
 
 from __future__ import annotations
 
+import inspect
 import sqlite3
 
 import pytest_twisted
@@ -32,8 +33,12 @@ def _trail(app, message_id):
 
 
 async def _until(check, timeout=10.0):
+    """Poll `check` (plain or async) until it holds: the gateway's own I/O, not a timer, is awaited."""
     for _ in range(int(timeout / 0.05)):
-        if check():
+        ok = check()
+        if inspect.isawaitable(ok):
+            ok = await ok
+        if ok:
             return True
         await deferLater(reactor, 0.05, lambda: None)
     return False
@@ -53,7 +58,7 @@ async def test_trail_of_a_delivered_and_an_undelivered_message(tmp_path):
                 record, steps = await _trail(app, mid)
                 return steps[-1].event == "receipt_delivered"
 
-            assert await _until_async(answered)
+            assert await _until(answered)
             record, steps = await _trail(app, message_id)
             names = [s.event for s in steps]
             assert names == ["received", "stored", "sent", "final", "receipt_queued", "receipt_delivered"]
@@ -65,14 +70,6 @@ async def test_trail_of_a_delivered_and_an_undelivered_message(tmp_path):
         assert await _trail(app, "9999999999") == (None, [])
     finally:
         await app.stop(grace=1.0)
-
-
-async def _until_async(check, timeout=10.0):
-    for _ in range(int(timeout / 0.05)):
-        if await check():
-            return True
-        await deferLater(reactor, 0.05, lambda: None)
-    return False
 
 
 @pytest_twisted.ensureDeferred
