@@ -7,6 +7,12 @@ state once: later or repeated reports are counted and ignored.
 
 Sessions reach the gateway through `authenticate`, `session_bound`/`session_gone` and
 `submit`; the gateway reaches sessions only through the outbox's DeliverySession interface.
+
+The store hands the gateway what it commits for sessions (`deliver`: every receipt and MO goes
+through the store, so with a shared store it reaches whichever process holds the account's
+receiver), reports another process received for a message this one owns (`forwarded`), the
+unfinished messages of a process that died (`claimed`), and the news that this process was
+itself taken for dead (`fenced`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from smppgw.config import Account, Config
 from smppgw.gateway.chores import Chores
 from smppgw.gateway.dispatch import Dispatcher
 from smppgw.gateway.held import Held
-from smppgw.gateway.ids import IdIssuer
+from smppgw.gateway.ids import IdIssuer, IdsExhausted
 from smppgw.gateway.inbound import InboundDesk
 from smppgw.gateway.operations import Answer, Operations
 from smppgw.gateway.outbox import DeliverySession, Outbox
@@ -99,6 +105,7 @@ class Gateway:
             self._next_provider,
             retries=lambda record: record.id not in self._held_acks,
             note=self.note,
+            store=store,
         )
         self.inbound = InboundDesk(
             config.inbound, config.accounts, store, self.outbox, lambda: self.ids, metrics, clock
@@ -120,6 +127,7 @@ class Gateway:
         self.retention = Retention(store, clock, st.keep_final, st.purge_batch, st.purge_every)
         self.ids = IdIssuer(1)
         self.live: dict[str, MessageRecord] = {}  # unfinished messages by our id
+        self._maybe_sent: set[str] = set()  # resumed or taken over before any send of ours
         self.by_provider_id: dict[tuple[str, str], MessageRecord] = {}
         self._tried: dict[str, set[str]] = {}  # providers a message failed over from
         self._held_acks: dict[str, Reply] = {}  # ack = "provider": replies waiting for the provider
@@ -136,7 +144,9 @@ class Gateway:
 
     def start(self) -> None:
         snap = self.store.open()
-        self.ids = IdIssuer(snap.next_id)
+        self.store.attach(self)
+        reserve = self.store.reserve_ids if snap.id_limit is not None else None
+        self.ids = IdIssuer(snap.next_id, snap.id_limit, reserve)
         self.outbox.load(
             snap.outbox
             + [
@@ -165,6 +175,7 @@ class Gateway:
     def _resume(self, record: MessageRecord) -> None:
         self.live[record.id] = record
         if record.state == QUEUED:
+            self._maybe_sent.add(record.id)  # the process before us may have sent it already
             if record.provider not in self.providers:
                 try:
                     record.provider = self.router.route(record.account, record.destination, record.source)[0]
@@ -173,9 +184,44 @@ class Gateway:
                     return
             self._dispatch(record)
         else:
-            self.by_provider_id[(record.provider, record.provider_id)] = record
-            if self.tracker.should_poll(record, resumed=True):
+            key = (record.provider, record.provider_id)
+            self.by_provider_id[key] = record
+            early = self._early.pop(key, None)
+            if early is not None:
+                self.on_report(record.provider, early[1])
+            elif self.tracker.should_poll(record, resumed=True):
                 self.tracker.track(record, resumed=True)
+
+    # -- what the store hands over ----------------------------------------------------------
+
+    def deliver(self, record: OutboxRecord) -> None:
+        self.outbox.add(record)
+
+    def forwarded(self, provider: str, report: StatusReport) -> None:
+        self.on_report(provider, report, forwarded=True)
+
+    def claimed(self, records: list[MessageRecord]) -> None:
+        """Carry on with a dead process's unfinished messages, as after a restart."""
+        fresh = [r for r in records if r.id not in self.live]
+        for record in fresh:
+            self._resume(record)
+        self.parts.resume(fresh)
+        event(log, "messages_claimed", logging.WARNING, messages=len(fresh))
+
+    def fenced(self) -> None:
+        """Another process took this one's messages (it was taken for dead): drop them here so
+        that only the new owner sends, tracks and finalizes them."""
+        event(log, "fenced", logging.ERROR, messages=len(self.live))
+        self.live.clear()
+        self.by_provider_id.clear()
+        self._tried.clear()
+        self._maybe_sent.clear()
+        self._early.clear()
+        self.dispatcher.forget_all()
+        self.tracker.forget_all()
+        self.held.forget_all()
+        self.parts.forget_all()
+        self.outbox.forget_shared()
 
     def stop(self) -> None:
         self._stop_operations()
@@ -190,15 +236,30 @@ class Gateway:
 
     # -- sessions -----------------------------------------------------------------------------
 
-    def authenticate(self, system_id: str, password: str) -> Account | int:
+    def authenticate(
+        self, system_id: str, password: str, member: str, done: Callable[[Account | int], None]
+    ) -> None:
+        """Check a bind: the account, its password, and its bind count in every process (the
+        store counts `member`, one name per session, until `release_bind`)."""
         account = self.accounts.get(system_id)
         if account is None:
-            return Status.ESME_RINVSYSID
+            done(Status.ESME_RINVSYSID)
+            return
         if not self.passwords.check(account.password, password):
-            return Status.ESME_RINVPASWD
+            done(Status.ESME_RINVPASWD)
+            return
         if len(self.sessions.get(system_id, ())) >= account.max_binds:
-            return Status.ESME_RBINDFAIL
-        return account
+            done(Status.ESME_RBINDFAIL)
+            return
+
+        def counted(ok: bool | None) -> None:
+            # at the limit, or the store cannot count (unreachable): refuse, the ESME binds again
+            done(account if ok else Status.ESME_RBINDFAIL)
+
+        self.store.bind(system_id, member, account.max_binds, counted)
+
+    def release_bind(self, system_id: str, member: str) -> None:
+        self.store.unbind(system_id, member)
 
     def session_bound(self, session: DeliverySession, receives: bool) -> None:
         self.sessions.setdefault(session.account, []).append(session)
@@ -241,7 +302,12 @@ class Gateway:
             return
         if pdu.replace_if_present_flag:
             self.ops.cancel(account, _same_addresses(pdu), lambda status, resp: None)
-        record = self.new_record(account, pdu, fields, providers[0], interface_version)
+        try:
+            record = self.new_record(account, pdu, fields, providers[0], interface_version)
+        except IdsExhausted:
+            self._count(account.system_id, providers[0], "store_failed")
+            reply(Status.ESME_RSYSERR, "store unavailable")
+            return
         self.accept(record, account, reply, hold_ack=account.ack == "provider" and not ack_when_stored)
 
     def _dispatch(self, record: MessageRecord) -> None:
@@ -256,6 +322,7 @@ class Gateway:
 
     def _outbound(self, record: MessageRecord) -> OutboundSms:
         dc = record.data_coding
+        maybe_sent = bool(self._maybe_sent) and record.id in self._maybe_sent
         return OutboundSms(
             message_id=record.id,
             source=record.source,
@@ -265,6 +332,7 @@ class Gateway:
             flash=(dc & 0xF3) == 0xF0 or (dc & 0xF3) == 0x10,
             schedule_at=_dt(record.schedule_at),
             valid_until=_dt(record.valid_until),
+            maybe_sent=maybe_sent,
         )
 
     def _next_provider(self, record: MessageRecord) -> str | None:
@@ -285,6 +353,8 @@ class Gateway:
 
     def _on_sent(self, record: MessageRecord, result: SendResult) -> None:
         held = self._held_acks.pop(record.id, None)
+        if self._maybe_sent:
+            self._maybe_sent.discard(record.id)
         if record.id not in self.live:
             return
         error = result.error
@@ -327,19 +397,17 @@ class Gateway:
             self.by_provider_id[key] = record
         record.state = ENROUTE
         ops: list[Op] = [UpdateMessage(record)]
-        receipt = None
         if result.state == ENROUTE and wants_receipt(record.registered_delivery, ENROUTE):
-            receipt = build_receipt(record, ENROUTE, self.clock.seconds())
-            ops.append(AddOutbox(receipt))
+            ops.append(AddOutbox(build_receipt(record, ENROUTE, self.clock.seconds())))
         self._count(record.account, record.provider, "ENROUTE")
-        self._write(ops, receipt)
+        self._write(ops)
         early = self._early.pop(key, None)
         if early is not None:
             self.on_report(record.provider, early[1])
         elif self.tracker.should_poll(record, resumed=False):
             self.tracker.track(record)
 
-    def on_report(self, provider: str, report: StatusReport) -> None:
+    def on_report(self, provider: str, report: StatusReport, forwarded: bool = False) -> None:
         """A status from a provider (push, poll or webhook), for one of our messages."""
         key = (provider, report.provider_id)
         record = self.by_provider_id.get(key)
@@ -350,6 +418,8 @@ class Gateway:
         if record is None or record.state >= 2:
             if record is None:
                 self._remember_early(key, report)  # a webhook may beat the send answer it belongs to
+                if not forwarded:
+                    self.store.route_report(provider, report)  # another process may own it
             self.metrics.child(self.metrics.provider_requests, provider, "report", "ignored").inc()
             return
         if report.final:
@@ -360,11 +430,9 @@ class Gateway:
             now = self.clock.seconds()
             status = TrailEvent(now, "status", {"state": STAT_BY_STATE.get(report.state, report.state)})
             ops: list[Op] = [UpdateMessage(record), AddEvent(record.id, status)]
-            receipt = None
             if wants_receipt(record.registered_delivery, report.state):
-                receipt = build_receipt(record, report.state, now)
-                ops.append(AddOutbox(receipt))
-            self._write(ops, receipt)
+                ops.append(AddOutbox(build_receipt(record, report.state, now)))
+            self._write(ops)
 
     def _remember_early(self, key: tuple[str, str], report: StatusReport) -> None:
         now = self.clock.seconds()
@@ -390,22 +458,23 @@ class Gateway:
         self._tried.pop(record.id, None)
         if record.provider_id:
             self.by_provider_id.pop((record.provider, record.provider_id), None)
-        dlr = None
+        ops: list[Op] = [UpdateMessage(record)]
         if receipt and wants_receipt(record.registered_delivery, state):
             record.receipt = RECEIPT_OWED  # the receipt rides on the row until the ESME answers it
-            dlr = build_receipt(record, state, self.clock.seconds(), on_row=True)
+            ops.append(AddOutbox(build_receipt(record, state, self.clock.seconds(), on_row=True)))
         self._count(record.account, record.provider, STAT_BY_STATE[state])
-        self._write([UpdateMessage(record)], dlr)
+        self._write(ops)
 
-    def _write(self, ops: list[Op], receipt: OutboxRecord | None) -> None:
+    def _write(self, ops: list[Op]) -> None:
+        """A state change and the receipt it causes, in one commit; the store hands the receipt
+        to `deliver` once it is committed."""
+
         def committed(error: BaseException | None) -> None:
             if error is not None:
                 ids = ",".join(sorted({getattr(getattr(op, "record", None), "id", "") for op in ops} - {""}))
                 event(
                     log, "state_write_failed", logging.ERROR, message_id=ids, ops=len(ops), error=repr(error)
                 )
-            elif receipt is not None:
-                self.outbox.add(receipt)
 
         self.store.write(ops, committed)
         self.parts.follow(ops)

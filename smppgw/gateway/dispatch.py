@@ -10,6 +10,10 @@ breaker is open, the message moves to the next provider of its route; when none 
 fails for good. The breaker opens after `breaker_threshold` failed requests in a row and lets
 one request through after `breaker_cooldown` seconds. Results go to the gateway through
 `on_result`, which owns the message state.
+
+With a store shared by several gateway processes, a provider's request rate and concurrency
+hold for all of them together (`store.bucket`, `store.slots`), and no request starts while
+`store.may_send()` is False: this process is then not sure it still owns its messages.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
@@ -35,10 +40,12 @@ from smppgw.providers.base import (
     Retryable,
     SendResult,
 )
-from smppgw.store.base import MessageRecord
+from smppgw.store.base import Bucket, MessageRecord, Slots, Store
 from smppgw.tokens import TokenBucket
 
 log = logging.getLogger("smppgw.dispatch")
+
+SEND_CHECK = 0.5  # seconds between looks at the lease while this process may not send
 
 ResultSink = Callable[[MessageRecord, SendResult], None]  # a send that ended: accepted or refused
 
@@ -89,16 +96,17 @@ class _Lane:
         "pump_due",
         "paused",
         "last_error",
+        "slots",
     )
 
-    def __init__(self, provider: Provider, gauge: object, breaker: Breaker, now: float) -> None:
+    def __init__(self, provider: Provider, gauge: object, breaker: Breaker) -> None:
         self.provider = provider
         self.queue: deque[MessageRecord] = deque()
         self.in_flight = 0
         self.gauge = gauge
         self.breaker = breaker
-        rate = provider.limits.requests_per_second
-        self.bucket = TokenBucket(rate, max(1.0, rate), now) if rate else None
+        self.bucket: Bucket | None = None  # its requests/s (None: no limit)
+        self.slots: Slots | None = None  # its max_concurrency shared with other processes
         self.wakeup: IDelayedCall | None = None
         self.pump_due = False
         self.paused = False  # by an operator (admin API) or because the provider left the config
@@ -117,23 +125,19 @@ class Dispatcher:
         failover: Callable[[MessageRecord], str | None],
         retries: Callable[[MessageRecord], bool] = lambda record: True,
         note: Callable[..., None] = lambda message_id, what, **detail: None,
+        store: Store | None = None,
     ) -> None:
         self.config, self.clock, self.metrics = config, clock, metrics
         self.on_result, self.to_outbound, self.failover = on_result, to_outbound, failover
         self.retries = retries  # False: a retryable failure is reported at once (ack = "provider")
         self.note = note  # a step of the message's trail (an attempt that failed, a failover)
-        now = clock.seconds()
-        self.lanes = {
-            name: _Lane(
-                p,
-                metrics.child(metrics.dispatch_queue, name),
-                Breaker(config.breaker_threshold, config.breaker_cooldown),
-                now,
-            )
-            for name, p in providers.items()
-        }
+        self.store = store  # buckets, slots and the right to send, when shared with other processes
+        self.lanes: dict[str, _Lane] = {}
+        for name, p in providers.items():
+            self.set_provider(name, p)
         self._attempts: dict[str, int] = {}  # message id -> attempts on its current provider
         self._stopping = False
+        self._epoch = 0  # retries scheduled before forget_all belong to messages no longer ours
 
     def enqueue(self, record: MessageRecord) -> None:
         lane = self.lanes[record.provider]
@@ -161,6 +165,14 @@ class Dispatcher:
             if lane.wakeup is not None and lane.wakeup.active():
                 lane.wakeup.cancel()
 
+    def forget_all(self) -> None:
+        """Drop every queued message and pending retry (another process owns them now)."""
+        self._epoch += 1
+        self._attempts.clear()
+        for lane in self.lanes.values():
+            lane.queue.clear()
+            lane.gauge.set(0)  # type: ignore[attr-defined]
+
     # -- sending ------------------------------------------------------------------------------
 
     def _pump(self, lane: _Lane) -> None:
@@ -169,17 +181,27 @@ class Dispatcher:
         while lane.queue and lane.in_flight < limits.max_concurrency and not self._stopping:
             if lane.paused:
                 break  # what could not fail over waits here until resume
+            if self.store is not None and not self.store.may_send():
+                self._wake(lane, SEND_CHECK)  # not sure we still own these: wait for the lease
+                break
             if not lane.breaker.allows(now):
                 self._drain_open(lane)
                 break
+            if lane.slots is not None and not lane.slots.take():
+                break  # the other processes hold every slot; `wake` pumps again when one is ours
             if lane.bucket is not None and not lane.bucket.take(now):
-                if lane.wakeup is None or not lane.wakeup.active():
-                    lane.wakeup = self.clock.callLater(lane.bucket.wait(), self._pump, lane)
+                if lane.slots is not None:
+                    lane.slots.give()
+                self._wake(lane, lane.bucket.wait())
                 break
             batch = [lane.queue.popleft() for _ in range(min(limits.batch_size, len(lane.queue)))]
             lane.in_flight += 1
             start(self._send(lane, batch))
         lane.gauge.set(len(lane.queue))  # type: ignore[attr-defined]
+
+    def _wake(self, lane: _Lane, delay: float) -> None:
+        if lane.wakeup is None or not lane.wakeup.active():
+            lane.wakeup = self.clock.callLater(delay, self._pump, lane)
 
     def _drain_open(self, lane: _Lane) -> None:
         """The breaker is open: queued messages go to their next provider where they have one."""
@@ -220,6 +242,8 @@ class Dispatcher:
             outcome = "error"
         finally:
             lane.in_flight -= 1
+            if lane.slots is not None:
+                lane.slots.give()
         if failed is not None:
             lane.last_error = (self.clock.seconds(), outcome, failed.detail)
         self.metrics.child(self.metrics.provider_latency, provider.name, "send").observe(
@@ -279,18 +303,27 @@ class Dispatcher:
         """A new adapter (a config reload) for new requests; a new lane for a new provider.
         Requests already in flight finish on the adapter they started with."""
         lane = self.lanes.get(name)
+        fresh = lane is None
         if lane is None:
-            self.lanes[name] = _Lane(
+            lane = self.lanes[name] = _Lane(
                 provider,
                 self.metrics.child(self.metrics.dispatch_queue, name),
                 Breaker(self.config.breaker_threshold, self.config.breaker_cooldown),
-                self.clock.seconds(),
             )
-            return
         lane.provider = provider
-        rate = provider.limits.requests_per_second
-        lane.bucket = TokenBucket(rate, max(1.0, rate), self.clock.seconds()) if rate else None
-        self._pump(lane)
+        limits, now = provider.limits, self.clock.seconds()
+        rate = limits.requests_per_second
+        if not rate:
+            lane.bucket = None
+        elif self.store is None:
+            lane.bucket = TokenBucket(rate, max(1.0, rate), now)
+        else:
+            lane.bucket = self.store.bucket(f"provider:{name}", rate, max(1.0, rate), now)
+        if self.store is not None:
+            wake = partial(self._pump, lane)
+            lane.slots = self.store.slots(f"provider:{name}", limits.max_concurrency, wake)
+        if not fresh:
+            self._pump(lane)
 
     # -- retries and failover ---------------------------------------------------------------
 
@@ -315,7 +348,7 @@ class Dispatcher:
             error=error.detail,
             retry_in=round(delay, 3),
         )
-        self.clock.callLater(delay, self._requeue, record)
+        self.clock.callLater(delay, self._requeue, record, self._epoch)
 
     def _move_on(self, record: MessageRecord, why: str) -> bool:
         """Give the message to the next provider of its route; False when there is none."""
@@ -329,8 +362,8 @@ class Dispatcher:
         self.enqueue(record)
         return True
 
-    def _requeue(self, record: MessageRecord) -> None:
-        if self._stopping:
+    def _requeue(self, record: MessageRecord, epoch: int) -> None:
+        if self._stopping or epoch != self._epoch:
             return
         if record.valid_until is not None and self.clock.seconds() >= record.valid_until:
             # its validity ran out before any provider took it: EXPIRED, not one more attempt

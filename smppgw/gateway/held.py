@@ -58,6 +58,11 @@ class Held:
         if self._heap:
             self._arm(self._heap[0][0])
 
+    def forget_all(self) -> None:
+        """Hold nothing more (another process owns these messages now)."""
+        self._due.clear()
+        self._heap.clear()
+
     def stop(self) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from twisted.internet.interfaces import IReactorTime
 
 from smppgw.config import Account, InboundRoute
-from smppgw.gateway.ids import IdIssuer
+from smppgw.gateway.ids import IdIssuer, IdsExhausted
 from smppgw.gateway.outbox import Outbox
 from smppgw.gateway.receipts import build_mo
 from smppgw.logs import event
@@ -66,7 +66,13 @@ class InboundDesk:
             self._recent.popitem(last=False)
         ids = self.ids()
         charset = self.accounts[account].dc0_charset if account in self.accounts else "gsm"
-        record = build_mo(key, account, ids.issue("decimal", 10), item, self.clock.seconds(), charset)
+        try:
+            message_id = ids.issue("decimal", 10)
+        except IdsExhausted:
+            self._recent.pop(key, None)
+            answer(False)  # not stored: the provider's retry brings it again
+            return
+        record = build_mo(key, account, message_id, item, self.clock.seconds(), charset)
 
         def committed(error: BaseException | None) -> None:
             if error is not None:
@@ -75,8 +81,7 @@ class InboundDesk:
                 answer(False)
                 return
             self.metrics.child(self.metrics.inbound, account, "accepted").inc()
-            self.outbox.add(record)
-            answer(True)
+            answer(True)  # the store hands the record to the outbox (of whichever process)
 
         self.store.write([AddOutbox(record)], committed, high_id=ids.high)
 

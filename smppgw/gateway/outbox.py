@@ -9,6 +9,12 @@ deliver_sm_resp codes (smpp34.md §1.3): 0x64 and any other non-zero code, or no
 the response timer, are temporary (resend with backoff, the first within `retry_initial`);
 0x65 and 0x66 are permanent (stop, count, log). A lost connection puts its in-flight records
 back at the head of the queue at once.
+
+With a store shared by several gateway processes the records of an account wait in the store,
+not here: this outbox asks the store for as many as its receivers have room for
+(`want_receipts`), and when the account's last receiver here goes, what it still holds goes
+back to the store (`give_back`) for a receiver bound to another process. The bound on waiting
+records per account then holds in the store, for all processes together.
 """
 
 from __future__ import annotations
@@ -73,8 +79,11 @@ class _Account:
 class Outbox:
     def __init__(self, store: Store, config: ReceiptConfig, clock: IReactorTime, metrics: Metrics) -> None:
         self.store, self.config, self.clock, self.metrics = store, config, clock, metrics
+        self.shared = store.shared
         self._accounts: dict[str, _Account] = {}
         self._sweeper: IDelayedCall | None = None
+        self._giving_back: set[str] = set()  # accounts whose records go back to the store next turn
+        self._retrying: dict[str, OutboxRecord] = {}  # key -> a record waiting for its resend
 
     def _acct(self, name: str) -> _Account:
         a = self._accounts.get(name)
@@ -96,11 +105,13 @@ class Outbox:
         """A committed record: queue it and send if a receiver has room."""
         a = self._acct(record.account)
         a.queue.append((record, 0))
-        if len(a.queue) + a.in_flight + len(a.retry_timers) > self.config.max_per_account:
+        if not self.shared and len(a.queue) + a.in_flight + len(a.retry_timers) > self.config.max_per_account:
             old, _ = a.queue.popleft()
             self._drop(old, "overflow")
         self._pump(a)
         self._gauge(a)
+        if self.shared and not a.sessions:
+            self._give_back_soon(a)  # its receiver went while the store was handing it over
 
     def depth(self, account: str) -> int:
         a = self._accounts.get(account)
@@ -117,17 +128,69 @@ class Outbox:
         a = self._acct(session.account)
         a.sessions.append(session)
         self._pump(a)
+        if self.shared:
+            self._want(a)
 
     def session_gone(self, session: DeliverySession) -> None:
         a = self._accounts.get(session.account)
         if a is not None and session in a.sessions:
             a.sessions.remove(session)
+            if self.shared and not a.sessions:
+                self._give_back_soon(a)
 
     def window_open(self, session: DeliverySession) -> None:
         """A session's window has room again (an answer came)."""
         a = self._accounts.get(session.account)
-        if a is not None and a.queue:
+        if a is None:
+            return
+        if a.queue:
             self._pump(a)
+        elif self.shared:
+            self._want(a)
+
+    # -- a store shared with other processes ----------------------------------------------------
+
+    def _want(self, a: _Account) -> None:
+        room = sum(s.delivery_capacity() for s in a.sessions) - len(a.queue)
+        if room > 0:
+            self.store.want_receipts(a.name, room)
+
+    def _give_back_soon(self, a: _Account) -> None:
+        # next loop turn: the lost session's in-flight records come back to the queue first
+        if a.name not in self._giving_back:
+            self._giving_back.add(a.name)
+            self.clock.callLater(0, self._give_back, a)
+
+    def _give_back(self, a: _Account) -> None:
+        self._giving_back.discard(a.name)
+        if a.sessions:
+            return  # a receiver bound again meanwhile
+        records = [r for r, _ in a.queue]
+        for key, timer in a.retry_timers.items():
+            if timer.active():
+                timer.cancel()
+            retrying = self._retrying.pop(key, None)
+            if retrying is not None:
+                records.append(retrying)
+        a.queue.clear()
+        a.retry_timers.clear()
+        self.store.want_receipts(a.name, 0)
+        if records:
+            self.store.give_back(records)
+        self._gauge(a)
+
+    def forget_shared(self) -> None:
+        """This process was taken for dead: what it held may be with another process now."""
+        if not self.shared:
+            return
+        for a in self._accounts.values():
+            for timer in a.retry_timers.values():
+                if timer.active():
+                    timer.cancel()
+            a.queue.clear()
+            a.retry_timers.clear()
+            self._gauge(a)
+        self._retrying.clear()
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -164,6 +227,8 @@ class Outbox:
                 self._done(record, "refused", getattr(to, "peer", ""))
             elif status == LOST:
                 a.queue.appendleft((record, attempts))
+                if self.shared and not a.sessions:
+                    self._give_back_soon(a)
             else:
                 self._retry(a, record, attempts + 1, status)
             self._gauge(a)
@@ -193,10 +258,13 @@ class Outbox:
 
         def again() -> None:
             a.retry_timers.pop(record.key, None)
+            self._retrying.pop(record.key, None)
             a.queue.appendleft((record, attempts))
             self._pump(a)
 
         a.retry_timers[record.key] = self.clock.callLater(delay, again)
+        if self.shared:
+            self._retrying[record.key] = record
 
     def _done(self, record: OutboxRecord, result: str, to: str = "") -> None:
         """The record's deliver_sm ended (`result` delivered, refused, or why it was dropped)."""

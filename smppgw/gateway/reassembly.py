@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from twisted.internet.interfaces import IDelayedCall
 
 from smppgw.config import Account
+from smppgw.gateway.ids import IdsExhausted
 from smppgw.gateway.receipts import build_receipt, wants_receipt
 from smppgw.gateway.submit import Prepared, decode_payload
 from smppgw.logs import event
@@ -41,7 +42,6 @@ from smppgw.store.base import (
     InsertMessage,
     MessageRecord,
     Op,
-    OutboxRecord,
     UpdateMessage,
 )
 
@@ -108,7 +108,11 @@ class Reassembler:
             group = _Group(key, seg.total, now + account.reassembly_timeout)
             self.groups[key] = group
             self._push(group)
-        record = self.gw.new_record(account, pdu, fields, "", version)
+        try:
+            record = self.gw.new_record(account, pdu, fields, "", version)
+        except IdsExhausted:
+            reply(Status.ESME_RSYSERR, "store unavailable")
+            return
         part = _Part(seg.seq, record, fields.payload, pdu.data_coding, fields.packed)
         group.parts[seg.seq] = part
         if len(group.parts) < group.total:
@@ -206,12 +210,10 @@ class Reassembler:
         for f in self.followers.get(lead.id, ()):
             if f.state == QUEUED:
                 f.state = ENROUTE
-                receipt: OutboxRecord | None = None
                 ops: list[Op] = [UpdateMessage(f)]
                 if wants_receipt(f.registered_delivery, ENROUTE):
-                    receipt = build_receipt(f, ENROUTE, now)
-                    ops.append(AddOutbox(receipt))
-                self.gw._write(ops, receipt)
+                    ops.append(AddOutbox(build_receipt(f, ENROUTE, now)))
+                self.gw._write(ops)
 
     def is_part(self, record: MessageRecord) -> bool:
         return record.provider_id.startswith(WAITING) or record.id in self.followers
@@ -265,11 +267,21 @@ class Reassembler:
 
     # -- after a restart ----------------------------------------------------------------------
 
-    def resume(self) -> None:
-        """Link stored parts again: followers to their live lead (or to its final state), and
-        parts of groups that never completed to an UNDELIVERABLE at their timeout."""
+    def forget_all(self) -> None:
+        """This process no longer owns its messages (another took them over)."""
+        self.stop()
+        self.groups.clear()
+        self.followers.clear()
+        self._heap.clear()
+        self._timer, self._timer_at = None, float("inf")
+
+    def resume(self, records: list[MessageRecord] | None = None) -> None:
+        """Link stored parts again (all live ones at start, or those just taken over from a
+        process that died): followers to their live lead (or to its final state), and parts of
+        groups that never completed to an UNDELIVERABLE at their timeout."""
         now = self.gw.clock.seconds()
-        for record in [r for r in self.gw.live.values() if r.provider_id.startswith(WAITING)]:
+        pool = self.gw.live.values() if records is None else records
+        for record in [r for r in pool if r.provider_id.startswith(WAITING)]:
             lead_id = record.provider_id[len(WAITING) :]
             if not lead_id:
                 account = self.gw.accounts.get(record.account)

@@ -61,6 +61,10 @@ class Tracker:
             if call is not None and call.active():
                 call.cancel()
 
+    def forget_all(self) -> None:
+        """Stop polling every message (another process owns them now)."""
+        self._heap.clear()
+
     def should_poll(self, record: MessageRecord, resumed: bool) -> bool:
         p = self.providers.get(record.provider)
         if p is None or not p.capabilities.poll or not record.provider_id:

@@ -52,6 +52,10 @@ class OutboundSms:
     flash: bool = False  # message class 0
     schedule_at: datetime | None = None  # UTC, timezone-aware
     valid_until: datetime | None = None  # UTC, timezone-aware
+    # The gateway may have sent it before: it resumes the message after a restart, or carries on
+    # for a gateway process that died, and that process's request may have reached the provider.
+    # An adapter with a way to check (a client reference, a duplicate rule) checks before sending.
+    maybe_sent: bool = False
 
 
 class ProviderError(Exception):

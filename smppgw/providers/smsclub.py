@@ -17,7 +17,9 @@ Inferred choices ([INF] in the spec); the ones with a name are `[providers.<name
   that a send request may have reached SMS Club though no answer came back (timeout, connection
   lost after connecting, 5xx, unreadable 200, a phone missing from the answer).
 * 453 ("duplicate within 2 minutes"): when every message of the refused request comes from one
-  such unanswered request, this is our own retry and the first attempt went through. Each
+  such unanswered request, this is our own retry and the first attempt went through. A message
+  the gateway resumes after a restart, or takes over from a gateway process that died
+  (`OutboundSms.maybe_sent`), counts as coming from one such request of that earlier process. Each
   message is accepted (ok, no provider id, provider_status "453") with state
   `duplicate_retry_state` (default "UNKNOWN", final: without the provider id nothing can ever be
   polled; "ENROUTE" leaves the final UNKNOWN to the gateway's status horizon). A 453 for one
@@ -78,6 +80,7 @@ from smppgw.providers.base import (
 )
 from smppgw.providers.http import classify_status, make_client
 
+EARLIER_PROCESS = 0  # the "attempt" of a request an earlier (restarted or dead) process may have made
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "https://im.smsclub.mobi"
@@ -214,6 +217,11 @@ class SmsClub:
                 valid.append((i, sms))
         now = self._clock()
         self._maybe_sent = {k: v for k, v in self._maybe_sent.items() if now - v[0] < self._window}
+        for _, sms in valid:
+            if sms.maybe_sent and sms.message_id not in self._maybe_sent:
+                # resumed after a restart or taken over from a process that died: that process's
+                # request may have gone through, so a 453 now means it did
+                self._maybe_sent[sms.message_id] = (now, EARLIER_PROCESS)
         plan = _plan(valid)
         results.update(await self._run(plan, may_raise=True))
         return [results[i] for i in range(len(batch))]

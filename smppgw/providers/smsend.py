@@ -285,7 +285,7 @@ class SmSend:
         return body
 
     async def _send_one(self, sms: OutboundSms) -> SendResult:
-        if sms.message_id in self._unsettled:
+        if sms.maybe_sent or sms.message_id in self._unsettled:
             found = await self._lookup(sms.message_id)
             self._unsettled.pop(sms.message_id, None)
             if found is not None:

@@ -17,7 +17,9 @@ class SmppFactory(ServerFactory):
     def __init__(self, gateway: Gateway, config: ServerConfig, metrics: Metrics, clock: IReactorTime) -> None:
         self.gateway, self.config, self.metrics, self.clock = gateway, config, metrics, clock
         self.sessions: set[SmppSession] = set()
-        self.throttles = Throttles()  # per-account token buckets, shared by the account's sessions
+        # per-account token buckets, shared by the account's sessions (of every process, when the
+        # store is shared)
+        self.throttles = Throttles(gateway.store.bucket)
 
     def buildProtocol(self, addr: IAddress) -> SmppSession:
         session = SmppSession(self.gateway, self.config, self.metrics, self.clock)

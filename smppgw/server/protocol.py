@@ -31,8 +31,7 @@ from smppgw.smpp.codec import FrameError, Framer, PduError, decode, encode, erro
 from smppgw.smpp.constants import RESP, CommandId, Status, Tag
 from smppgw.smpp.pdu import EnquireLink, GenericNack, Pdu, Unbind, response_for
 from smppgw.smpp.session import BIND_STATE, State, check, receives_deliveries
-from smppgw.store.base import OutboxRecord
-from smppgw.tokens import TokenBucket
+from smppgw.store.base import Bucket, OutboxRecord
 
 if TYPE_CHECKING:
     from smppgw.server.factory import SmppFactory
@@ -69,7 +68,7 @@ class SmppSession(Protocol):
         self._pending: dict[int, tuple[float, int, Answer | None]] = {}  # seq -> (sent at, command, answer)
         self._deliveries = 0  # deliver_sm among _pending
         self._inflight = 0  # ESME requests waiting for the gateway's answer (the window)
-        self._bucket: TokenBucket | None = None  # the account's throughput, shared by its sessions
+        self._bucket: Bucket | None = None  # the account's throughput, shared by its sessions
         self._mo_ref = 0  # reference of our last long deliver_sm
         self._last_rx = 0.0
         self._opened = 0.0
@@ -77,6 +76,8 @@ class SmppSession(Protocol):
         self._timer_at = 0.0
         self._closing = False
         self._unbind_sent = False
+        self._binding = False  # a bind waits for the store's count of the account's binds
+        self._member = f"{id(self):x}"  # this session's name in the store's bind count
         self.factory: SmppFactory | None = None  # set by the factory; None in unit tests
         # plain counters for the admin live view, which samples them (no timer per PDU)
         self.submits = 0  # submit_sm taken in (past window and throttle)
@@ -105,6 +106,7 @@ class SmppSession(Protocol):
         self._deliveries = 0
         if was in _BIND_NAMES:
             self.gateway.session_gone(self)
+            self.gateway.release_bind(self.account, self._member)
             self.metrics.child(self.metrics.bound_sessions, self.account, _BIND_NAMES[was]).dec()
         for _, _, answer in pending.values():
             if answer is not None:
@@ -168,8 +170,24 @@ class SmppSession(Protocol):
             self._send(response_for(pdu, Status.ESME_RINVCMDID))
 
     def _on_bind(self, pdu: Pdu) -> None:
+        if self._binding:
+            self._send(response_for(pdu, Status.ESME_RALYBND))  # the first bind is still being checked
+            return
+        self._binding = True
         system_id: str = pdu.system_id  # type: ignore[attr-defined]
-        result = self.gateway.authenticate(system_id, pdu.password)  # type: ignore[attr-defined]
+        self.gateway.authenticate(
+            system_id,
+            pdu.password,  # type: ignore[attr-defined]
+            self._member,
+            lambda result: self._bind_checked(pdu, system_id, result),
+        )
+
+    def _bind_checked(self, pdu: Pdu, system_id: str, result: Account | int) -> None:
+        self._binding = False
+        if self.state is State.CLOSED:
+            if not isinstance(result, int):
+                self.gateway.release_bind(system_id, self._member)  # gone while the store counted it
+            return
         if isinstance(result, int):
             event(
                 log,
@@ -413,6 +431,7 @@ class SmppSession(Protocol):
     def _unbound(self, by: str) -> None:
         if self.state in _BIND_NAMES:
             self.gateway.session_gone(self)
+            self.gateway.release_bind(self.account, self._member)
             self.metrics.child(self.metrics.bound_sessions, self.account, _BIND_NAMES[self.state]).dec()
             event(log, "unbound", peer=self.peer, account=self.account, by=by)
         self.state = State.UNBOUND

@@ -6,13 +6,23 @@ with the sqlite3 shell.
 Writes are grouped: the gateway hands `write` a list of ops that must land together (a state
 change and the receipt it causes) and gets a callback on the event loop once they are
 committed. The store holds no business rules.
+
+A store may be shared by several gateway processes (`shared`: the Redis store). The seam then
+also carries what the processes share: a committed deliver_sm reaches the process that holds a
+receiver of its account (`StoreSink.deliver`, for every store: SQLite hands it over right after
+the commit), a provider's report reaches the process that owns its message (`route_report`),
+a dead process's unfinished messages go to a live one (`StoreSink.claimed`), and bind counts,
+token buckets and request slots hold for all processes together (`bind`, `bucket`, `slots`).
+With one process (SQLite) these are the trivial local versions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+from smppgw.providers.base import StatusReport
 
 # message.state: 0 while the gateway still holds the message (not yet accepted by a provider),
 # then the SMPP message_state values (1 ENROUTE … 8 REJECTED).
@@ -158,9 +168,58 @@ class Snapshot:
     outbox: list[OutboxRecord]
     next_id: int
     receipts_owed: list[MessageRecord] = field(default_factory=list)  # final, receipt not yet answered
+    id_limit: int | None = None  # ids below this are ours; None: no limit (one process)
+
+
+class StoreSink(Protocol):
+    """The gateway, as a store reaches it (always on the event loop)."""
+
+    def deliver(self, record: OutboxRecord) -> None:
+        """A committed deliver_sm (receipt or MO) for an account with a receiver in this process."""
+        ...
+
+    def forwarded(self, provider: str, report: StatusReport) -> None:
+        """A provider's report that another process received for a message this one owns."""
+        ...
+
+    def claimed(self, records: list[MessageRecord]) -> None:
+        """Unfinished messages of a process that died: this one carries them on."""
+        ...
+
+    def fenced(self) -> None:
+        """This process was taken for dead and its messages went to others: forget them."""
+        ...
+
+
+class Bucket(Protocol):
+    """A token bucket (`smppgw.tokens.TokenBucket`, or one shared by several processes)."""
+
+    rate: float
+    burst: float
+    refused: int
+
+    def take(self, now: float) -> bool: ...
+
+    def level(self, now: float) -> float: ...
+
+    def wait(self) -> float: ...
+
+
+class Slots(Protocol):
+    """Request slots of a provider shared by several processes (its max_concurrency)."""
+
+    def take(self) -> bool:
+        """One slot if this process holds a free one; False asks for more (`wake` follows)."""
+        ...
+
+    def give(self) -> None:
+        """A request ended: its slot is free again."""
+        ...
 
 
 class Store(Protocol):
+    shared: bool  # True when several gateway processes share this store
+
     def open(self) -> Snapshot:
         """Create or migrate the schema and load the state to resume (blocking, at start)."""
         ...
@@ -185,4 +244,50 @@ class Store(Protocol):
 
     def healthy(self) -> bool: ...
 
-    def close(self) -> None: ...
+    def may_send(self) -> bool:
+        """False while this process cannot be sure it still owns its messages (its lease in a
+        shared store is not renewed): no provider request may start then."""
+        ...
+
+    def close(self) -> Any:
+        """Stop; may return a Deferred that fires once pending writes are done."""
+        ...
+
+    # -- what several processes share (one process: local versions) ------------------------
+
+    def attach(self, sink: StoreSink) -> None:
+        """Where committed deliver_sm, forwarded reports and claimed messages go."""
+        ...
+
+    def want_receipts(self, account: str, room: int) -> None:
+        """This process can send `room` more deliver_sm to the account now (0: no receiver here
+        any more: what it holds goes back for another process)."""
+        ...
+
+    def give_back(self, records: list[OutboxRecord]) -> None:
+        """Records handed to `deliver` that this process will not send after all (its receiver
+        went): back in the store for another process."""
+        ...
+
+    def route_report(self, provider: str, report: StatusReport) -> None:
+        """A report for a message this process does not hold: to the process that does."""
+        ...
+
+    def reserve_ids(self, count: int, done: Callable[[int | None], None]) -> None:
+        """`count` more message-id numbers from the first one given to `done` (None: failed)."""
+        ...
+
+    def bind(self, account: str, member: str, limit: int, done: Callable[[bool | None], None]) -> None:
+        """Count one more bind of `account` if fewer than `limit` are bound in all processes;
+        `done(True)`, `done(False)` at the limit, `done(None)` when the store cannot say."""
+        ...
+
+    def unbind(self, account: str, member: str) -> None: ...
+
+    def bucket(self, name: str, rate: float, burst: float, now: float) -> Bucket:
+        """The token bucket `name` (an account's throughput, a provider's requests/s)."""
+        ...
+
+    def slots(self, name: str, limit: int, wake: Callable[[], None]) -> Slots | None:
+        """A provider's request slots shared by all processes; None: the local count is all."""
+        ...

@@ -29,10 +29,12 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+from smppgw.providers.base import StatusReport
 from smppgw.store.base import (
     RECEIPT_OWED,
     AddEvent,
     AddOutbox,
+    Bucket,
     Done,
     InsertMessage,
     MessageRecord,
@@ -41,11 +43,14 @@ from smppgw.store.base import (
     ReceiptDone,
     RemoveOutbox,
     ReplaceMessage,
+    Slots,
     Snapshot,
+    StoreSink,
     TrailDone,
     TrailEvent,
     UpdateMessage,
 )
+from smppgw.tokens import TokenBucket
 
 log = logging.getLogger("smppgw.store")
 
@@ -128,6 +133,8 @@ _STOP = object()
 
 
 class SqliteStore:
+    shared = False  # one process: what the seam shares between processes is all local here
+
     def __init__(
         self,
         path: str | Path,
@@ -147,6 +154,7 @@ class SqliteStore:
         self.batches = 0  # commits made, for tests and metrics
         self.ops_written = 0
         self.purged = 0  # final messages removed after keep_final
+        self._sink: StoreSink | None = None
 
     # -- start and stop -------------------------------------------------------------------
 
@@ -201,6 +209,38 @@ class SqliteStore:
     def purge(self, before: float, limit: int, done: Callable[[int, bool], None]) -> None:
         self._queue.put(("purge", before, limit, done))
 
+    # -- what several processes would share: one process has it all ------------------------
+
+    def attach(self, sink: StoreSink) -> None:
+        self._sink = sink
+
+    def may_send(self) -> bool:
+        return True
+
+    def want_receipts(self, account: str, room: int) -> None:
+        pass  # every committed deliver_sm is handed to the sink right after its commit
+
+    def give_back(self, records: list[OutboxRecord]) -> None:
+        raise NotImplementedError("with one process the outbox keeps what it holds")
+
+    def route_report(self, provider: str, report: StatusReport) -> None:
+        pass  # no other process could hold the message
+
+    def reserve_ids(self, count: int, done: Callable[[int | None], None]) -> None:
+        raise NotImplementedError("ids are not reserved in blocks with one process")
+
+    def bind(self, account: str, member: str, limit: int, done: Callable[[bool | None], None]) -> None:
+        done(True)  # the gateway's own count of its sessions is the whole count
+
+    def unbind(self, account: str, member: str) -> None:
+        pass
+
+    def bucket(self, name: str, rate: float, burst: float, now: float) -> Bucket:
+        return TokenBucket(rate, burst, now)
+
+    def slots(self, name: str, limit: int, wake: Callable[[], None]) -> Slots | None:
+        return None
+
     # -- the writer thread ------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -229,11 +269,12 @@ class SqliteStore:
     def _commit(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         writes = [item for item in batch if type(item[0]) is not str]
         error: BaseException | None = None
+        delivered: list[OutboxRecord] = []
         if writes:
             try:
                 conn.execute("BEGIN")
                 high = max(high_id for _ops, _done, high_id in writes)
-                _apply_all(conn, [op for ops, _done, _high in writes for op in ops], time.time())
+                delivered = _apply_all(conn, [op for ops, _done, _high in writes for op in ops], time.time())
                 if high:
                     conn.execute(_HIGH_ID, (str(high),))
                 conn.execute("COMMIT")
@@ -246,15 +287,23 @@ class SqliteStore:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
+                delivered = []
         results: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
             (done, (error,)) for _ops, done, _h in writes
         ]
+        if delivered and self._sink is not None:
+            results.append((self._sink_all, (delivered,)))
         if len(writes) < len(batch):
             for item in batch:
                 tag = item[0]
                 if type(tag) is str:
                     results.append(self._read(conn, item))
         self._call_in_loop(_run_callbacks, results)
+
+    def _sink_all(self, records: list[OutboxRecord]) -> None:
+        deliver = self._sink.deliver  # type: ignore[union-attr]
+        for record in records:
+            deliver(record)
 
     def _read(
         self, conn: sqlite3.Connection, item: tuple[Any, ...]
@@ -354,12 +403,14 @@ def _one(conn: sqlite3.Connection, message_id: str) -> MessageRecord | None:
     return MessageRecord(*row) if row else None
 
 
-def _apply_all(conn: sqlite3.Connection, ops: list[Op], now: float) -> None:
+def _apply_all(conn: sqlite3.Connection, ops: list[Op], now: float) -> list[OutboxRecord]:
     """Apply a batch with one executemany per kind of write, in causal order: inserts, then
     updates (an update writes the record's current columns, so one per message is enough),
     then new outbox rows, then removed ones (a removal always follows its row's commit), then
-    ended receipts and trail events."""
+    ended receipts and trail events. Returns the deliver_sm records the batch adds (a final
+    receipt has no outbox row: its message row says it is owed)."""
     inserts, updates, adds, removes, dones, events, others = [], {}, [], [], [], [], []
+    delivered: list[OutboxRecord] = []
     for op in ops:
         kind = type(op)
         if kind is InsertMessage:
@@ -373,7 +424,10 @@ def _apply_all(conn: sqlite3.Connection, ops: list[Op], now: float) -> None:
         elif kind is RemoveOutbox:
             removes.append((op.key,))  # type: ignore[union-attr]
         elif kind is AddOutbox:
-            adds.append(_out_row(op.record))  # type: ignore[union-attr]
+            out = op.record  # type: ignore[union-attr]
+            delivered.append(out)
+            if not out.on_row:
+                adds.append(_out_row(out))
         elif kind is AddEvent:
             e = op.event  # type: ignore[union-attr]
             events.append((op.message_id, e.at, e.event, json.dumps(e.detail, default=str)))  # type: ignore[union-attr]
@@ -393,6 +447,7 @@ def _apply_all(conn: sqlite3.Connection, ops: list[Op], now: float) -> None:
         conn.executemany(_RECEIPT_DONE, dones)
     if events:
         conn.executemany(_INSERT_EVENT, events)
+    return delivered
 
 
 def _apply(conn: sqlite3.Connection, op: Op) -> None:
