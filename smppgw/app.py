@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import inlineCallbacks, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import deferLater
 
@@ -22,6 +22,7 @@ from smppgw.metrics import Metrics
 from smppgw.providers import adapter_class
 from smppgw.providers.base import Provider
 from smppgw.server.factory import SmppFactory
+from smppgw.store.base import Store
 from smppgw.store.sqlite import SqliteStore
 from smppgw.web.admin import AdminApi, admin_site
 from smppgw.web.site import make_site
@@ -55,8 +56,17 @@ def load_checked(path: str, clock: Any) -> tuple[Config, dict[str, Provider]]:
     return config, providers
 
 
+def make_store(config: Config, reactor: Any) -> Store:
+    c = config.store
+    if c.type == "redis":
+        from smppgw.store.redis.store import RedisStore  # imported only when used
+
+        return RedisStore(c, config.receipts, config.dispatch)
+    return SqliteStore(c.path, reactor.callFromThread, durability=c.durability, max_batch=c.max_batch)
+
+
 class _StoreCollector:
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: Any) -> None:
         self.store = store
 
     def collect(self) -> Any:
@@ -77,12 +87,7 @@ class App:
     def __init__(self, config: Config, reactor: Any) -> None:
         self.config, self.reactor = config, reactor
         self.metrics = Metrics()
-        self.store = SqliteStore(
-            config.store.path,
-            reactor.callFromThread,
-            durability=config.store.durability,
-            max_batch=config.store.max_batch,
-        )
+        self.store = make_store(config, reactor)
         self.metrics.registry.register(_StoreCollector(self.store))
         self.providers = {name: build_provider(s, reactor) for name, s in config.providers.items()}
         self.gateway = Gateway(config, self.store, self.providers, self.metrics, reactor)
@@ -161,5 +166,5 @@ class App:
         self.gateway.stop()
         for p in self.providers.values():
             yield as_deferred(p.close())
-        self.store.close()
+        yield maybeDeferred(self.store.close)  # Redis: pending writes land, the heartbeat ends
         event(log, "stopped")

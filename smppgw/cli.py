@@ -65,7 +65,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(
         f"{config.source}: ok — {len(config.accounts)} account(s), {len(config.providers)} provider(s), "
         f"{len(config.routes)} route(s); SMPP {config.server.host}:{config.server.port}, "
-        f"HTTP {config.http.host}:{config.http.port}, store {config.store.type}:{config.store.path}"
+        f"HTTP {config.http.host}:{config.http.port}, store {config.store.type}:{config.store.where}"
     )
     return 0
 

@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from smppgw.providers import ADAPTERS
 from smppgw.providers.base import ProviderSettings
@@ -62,13 +63,32 @@ class AdminConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    type: str = "sqlite"
+    type: str = "sqlite"  # "sqlite" (one process) or "redis" (several processes share it)
     path: str = "var/smppgw.db"
     durability: str = "normal"  # "normal": survives kill -9; "fsync": survives power loss too
     max_batch: int = 2000  # writes grouped into one commit at most
     keep_final: float = 7 * 86400.0  # seconds a final message (and its trail) is kept
     purge_batch: int = 500  # rows looked at per purge transaction
     purge_every: float = 60.0  # seconds between retention passes
+    # redis only
+    url: str = field(default="", repr=False)  # redis://[:password@]host:port/db (may hold a password)
+    key_prefix: str = "smppgw:"
+    claim_after: float = 30.0  # seconds without a heartbeat before other processes take over
+    node: str = ""  # this process's name among those sharing the store; "": host name + pid
+    wait_replicas: int = 0  # replicas that must have each commit (WAIT) before it counts
+    wait_timeout: float = 1.0  # seconds WAIT may take
+
+    @property
+    def where(self) -> str:
+        """The store's file or server, fit for a log line (a password in the URL is hidden)."""
+        if self.type != "redis":
+            return self.path
+        url = urlsplit(self.url)
+        if url.password is None:
+            return self.url
+        host = url.hostname or ""
+        netloc = f"{url.username or ''}:***@{host}" + (f":{url.port}" if url.port else "")
+        return url._replace(netloc=netloc).geturl()
 
 
 @dataclass(frozen=True)
@@ -314,19 +334,62 @@ def _admin(r: _Reader) -> AdminConfig:
     return cfg
 
 
+_SQLITE_ONLY = ("path", "durability")
+_REDIS_ONLY = ("url", "key_prefix", "claim_after", "node", "wait_replicas", "wait_timeout")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+CLAIM_AFTER_MIN = 3.0  # heartbeats go out every second; a few must be missed before a claim
+
+
 def _store(r: _Reader) -> StoreConfig:
     d = StoreConfig()
+    kind = r.choice("type", ("sqlite", "redis"), d.type)
+    for name in _REDIS_ONLY if kind == "sqlite" else _SQLITE_ONLY:
+        if name in r.table:
+            raise r.error(name, f'no {name} with type = "{kind}" (it belongs to the other store type)')
     cfg = StoreConfig(
-        type=r.choice("type", ("sqlite",), d.type),
+        type=kind,
         path=r.get("path", str, d.path, "a file path"),
         durability=r.choice("durability", ("normal", "fsync"), d.durability),
         max_batch=r.positive("max_batch", int, d.max_batch, "an integer"),
         keep_final=r.positive("keep_final", float, d.keep_final, "seconds"),
         purge_batch=r.positive("purge_batch", int, d.purge_batch, "an integer"),
         purge_every=r.positive("purge_every", float, d.purge_every, "seconds"),
+        url=r.get("url", str, "", "a redis:// URL", secret=True),
+        key_prefix=r.get("key_prefix", str, d.key_prefix, "a string"),
+        claim_after=r.positive("claim_after", float, d.claim_after, "seconds"),
+        node=r.get("node", str, d.node, "a name"),
+        wait_replicas=r.get("wait_replicas", int, d.wait_replicas, "a number of replicas (0: no WAIT)"),
+        wait_timeout=r.positive("wait_timeout", float, d.wait_timeout, "seconds"),
     )
+    if kind == "redis":
+        _check_redis(r, cfg)
     r.finish()
     return cfg
+
+
+def _check_redis(r: _Reader, cfg: StoreConfig) -> None:
+    url = urlsplit(cfg.url)
+    shown = "a URL with a password (hidden)" if url.password else repr(cfg.url)
+    if url.scheme not in ("redis", "rediss", "unix"):
+        raise r.error("url", f"redis://host:port/db, rediss://… or unix:///path (required), got {shown}")
+    try:
+        port = url.port
+    except ValueError:
+        raise r.error("url", f"a port number 1-65535, got {shown}") from None
+    if url.scheme != "unix" and not url.hostname:
+        raise r.error("url", f"a host, as in redis://127.0.0.1:6379/0, got {shown}")
+    db = url.path.strip("/")
+    if url.scheme != "unix" and db and not db.isdigit():
+        raise r.error("url", f"a database number after the port (/0), got {shown}")
+    del port
+    if not cfg.key_prefix or not cfg.key_prefix.isprintable() or " " in cfg.key_prefix:
+        raise r.error("key_prefix", f"printable characters without spaces, got {cfg.key_prefix!r}")
+    if cfg.claim_after < CLAIM_AFTER_MIN:
+        raise r.error("claim_after", f"at least {CLAIM_AFTER_MIN:g} seconds, got {cfg.claim_after:g}")
+    if cfg.node and not _NAME.fullmatch(cfg.node):
+        raise r.error("node", f"1-64 letters, digits, '.', '_' or '-', got {cfg.node!r}")
+    if cfg.wait_replicas < 0:
+        raise r.error("wait_replicas", f"0 or more, got {cfg.wait_replicas}")
 
 
 def _receipts(r: _Reader) -> ReceiptConfig:

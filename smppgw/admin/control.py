@@ -41,7 +41,18 @@ log = logging.getLogger("smppgw.admin")
 _RESTART = {
     "server": ("host", "port", "tls_port", "tls_cert", "tls_key"),
     "http": ("host", "port"),
-    "store": ("type", "path", "durability", "max_batch"),
+    "store": (
+        "type",
+        "path",
+        "durability",
+        "max_batch",
+        "url",
+        "key_prefix",
+        "claim_after",
+        "node",
+        "wait_replicas",
+        "wait_timeout",
+    ),
     "admin": ("host", "port"),
 }
 CLOSE_CHECK = 0.5  # seconds between checks whether a replaced adapter may be closed

@@ -200,6 +200,9 @@ class Gateway:
     def forwarded(self, provider: str, report: StatusReport) -> None:
         self.on_report(provider, report, forwarded=True)
 
+    def receipt_dropped(self, account: str, message_id: str, state: int, why: str) -> None:
+        self.outbox.dropped_in_store(account, message_id, state, why)
+
     def claimed(self, records: list[MessageRecord]) -> None:
         """Carry on with a dead process's unfinished messages, as after a restart."""
         fresh = [r for r in records if r.id not in self.live]

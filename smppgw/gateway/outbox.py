@@ -283,6 +283,11 @@ class Outbox:
                 ops.append(AddEvent(record.message_id, TrailEvent(now, "receipt", detail)))
         self.store.write(ops, _log_failure(record))
 
+    def dropped_in_store(self, account: str, message_id: str, state: int, why: str) -> None:
+        """A shared store dropped a record nobody here held (too many or too old)."""
+        event(log, "receipt_dropped", logging.WARNING, account=account, message_id=message_id, reason=why)
+        self.metrics.child(self.metrics.receipts, account, STAT_BY_STATE.get(state, "MO"), why).inc()
+
     def _drop(self, record: OutboxRecord, why: str) -> None:
         event(
             log,

@@ -190,6 +190,10 @@ class StoreSink(Protocol):
         """This process was taken for dead and its messages went to others: forget them."""
         ...
 
+    def receipt_dropped(self, account: str, message_id: str, state: int, why: str) -> None:
+        """The store dropped a waiting deliver_sm (too many waited, or too long)."""
+        ...
+
 
 class Bucket(Protocol):
     """A token bucket (`smppgw.tokens.TokenBucket`, or one shared by several processes)."""

@@ -1,0 +1,218 @@
+"""Records to and from what Redis keeps: a message as a hash of its columns (as text an operator
+reads with HGETALL), a deliver_sm as a stream entry, a batch of ops as one JSON argument of the
+commit script, a provider's report as JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from datetime import UTC, datetime
+from typing import Any
+
+from smppgw.providers.base import StatusReport
+from smppgw.store.base import (
+    AddEvent,
+    AddOutbox,
+    InsertMessage,
+    MessageRecord,
+    Op,
+    OutboxRecord,
+    ReceiptDone,
+    RemoveOutbox,
+    ReplaceMessage,
+    UpdateMessage,
+)
+
+_MSG = [(f.name, str(f.type)) for f in fields(MessageRecord)]
+_OUT = [(f.name, str(f.type)) for f in fields(OutboxRecord) if f.name not in ("short_message", "on_row")]
+_HEAD = ("key", "message_id", "on_row", "state")  # first in every entry (scripts.ENTRY_HEAD)
+
+
+def _text(value: Any) -> str:
+    if type(value) is float:
+        return repr(value)
+    return str(value)
+
+
+def _parse(kind: str, raw: bytes | None) -> Any:
+    if raw is None:
+        return None
+    if kind.startswith("int"):
+        return int(raw)
+    if kind.startswith("float"):
+        return float(raw)
+    return raw.decode("utf-8", "surrogatepass")
+
+
+def _opt(value: float | None) -> str | None:
+    return None if value is None else repr(value)
+
+
+# -- messages ---------------------------------------------------------------------------------
+
+
+def message_fields(record: MessageRecord) -> list[str]:
+    """The hash fields of a new message (columns that are None are left out)."""
+    out: list[str] = []
+    for name, _ in _MSG:
+        value = getattr(record, name)
+        if value is not None:
+            out.append(name)
+            out.append(_text(value))
+    return out
+
+
+def message_from_hash(h: dict[bytes, bytes]) -> MessageRecord | None:
+    if not h or b"id" not in h:
+        return None
+    values = {}
+    for name, kind in _MSG:
+        raw = h.get(name.encode())
+        if raw is not None or "None" in kind:
+            values[name] = _parse(kind, raw)
+    return MessageRecord(**values)
+
+
+# -- deliver_sm in a stream ------------------------------------------------------------------
+
+
+def entry_fields(record: OutboxRecord) -> list[str]:
+    out = [
+        "key",
+        record.key,
+        "message_id",
+        record.message_id,
+        "on_row",
+        "1" if record.on_row else "0",
+        "state",
+        str(record.state),
+    ]
+    for name, _ in _OUT:
+        if name in _HEAD:
+            continue
+        value = getattr(record, name)
+        if value is not None:
+            out.append(name)
+            out.append(_text(value))
+    sm = record.short_message
+    if sm.isascii():
+        out += ["short_message", sm.decode("ascii")]
+    else:
+        out += ["short_message_hex", sm.hex()]
+    return out
+
+
+def record_from_entry(f: dict[bytes, bytes]) -> OutboxRecord:
+    values: dict[str, Any] = {}
+    for name, kind in _OUT:
+        raw = f.get(name.encode())
+        if raw is not None or "None" in kind:
+            values[name] = _parse(kind, raw)
+    hex_sm = f.get(b"short_message_hex")
+    values["short_message"] = bytes.fromhex(hex_sm.decode()) if hex_sm else f.get(b"short_message", b"")
+    values["on_row"] = f.get(b"on_row") == b"1"
+    return OutboxRecord(**values)
+
+
+# -- reports ----------------------------------------------------------------------------------
+
+
+def report_json(provider: str, report: StatusReport) -> str:
+    return json.dumps(
+        {
+            "p": provider,
+            "id": report.provider_id,
+            "s": report.state,
+            "w": report.provider_status,
+            "e": report.err,
+            "d": report.done_at.timestamp() if report.done_at else None,
+            "m": report.message_id,
+            "to": report.destination,
+        },
+        separators=(",", ":"),
+    )
+
+
+def report_from_json(raw: bytes | str) -> tuple[str, StatusReport]:
+    """(provider, report) from report_json's text."""
+    d = json.loads(raw)
+    done = datetime.fromtimestamp(d["d"], UTC) if d.get("d") is not None else None
+    return d["p"], StatusReport(d["id"], d["s"], d["w"], d["e"], done, d.get("m"), d.get("to"))
+
+
+# -- a batch of ops -----------------------------------------------------------------------------
+
+
+def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int]:
+    """The commit script's op list as JSON (UTF-8 text stays text), and how many ops it holds.
+
+    In causal order, as the SQLite store applies them: new messages, their updates (one per
+    message: an update writes the record's current columns), replaced contents, new deliver_sm,
+    removed ones, settled receipts, trail events. `entries` maps a deliver_sm this process holds
+    to its stream entry (key -> (account, entry id)), for removals and settled receipts.
+    """
+    inserts: list[Any] = []
+    updates: dict[str, MessageRecord] = {}
+    replaces: list[Any] = []
+    adds: list[Any] = []
+    removes: list[Any] = []
+    dones: list[Any] = []
+    events: list[Any] = []
+    for op in ops:
+        kind = type(op)
+        if kind is InsertMessage:
+            r = op.record  # type: ignore[union-attr]
+            r.stored_at = now
+            inserts.append(["I", r.id, str(r.state), message_fields(r)])
+        elif kind is UpdateMessage:
+            updates[op.record.id] = op.record  # type: ignore[union-attr]
+        elif kind is AddOutbox:
+            o = op.record  # type: ignore[union-attr]
+            adds.append(["A", o.account, o.key, o.message_id, "1" if o.on_row else "0", entry_fields(o)])
+        elif kind is RemoveOutbox:
+            held = entries.pop(op.key, None)  # type: ignore[union-attr]
+            if held is not None:
+                removes.append(["X", held[0], held[1]])
+        elif kind is ReceiptDone:
+            d: Any = op
+            held = entries.pop(f"{d.message_id}/final", None)
+            account, entry = held if held is not None else ("", "")
+            dones.append(["D", d.message_id, str(d.receipt), repr(d.at), d.to, account, entry])
+        elif kind is AddEvent:
+            e: Any = op
+            detail = {"at": e.event.at, "event": e.event.event, "detail": e.event.detail}
+            events.append(["E", e.message_id, json.dumps(detail, default=str)])
+        elif kind is ReplaceMessage:
+            r = op.record  # type: ignore[union-attr]
+            replaces.append(
+                [
+                    "R",
+                    r.id,
+                    r.text,
+                    str(r.data_coding),
+                    str(r.registered_delivery),
+                    _opt(r.schedule_at),
+                    _opt(r.valid_until),
+                ]
+            )
+        else:  # pragma: no cover - a programming error, not input
+            raise TypeError(f"unknown store op {op!r}")
+    out = inserts
+    for r in updates.values():
+        out.append(
+            [
+                "U",
+                r.id,
+                str(r.state),
+                r.provider,
+                r.provider_id,
+                r.err,
+                str(r.attempts),
+                _opt(r.done_at),
+                _opt(r.sent_at),
+                str(r.receipt),
+            ]
+        )
+    out += replaces + adds + removes + dones + events
+    text = json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8", "surrogatepass"), len(out)

@@ -1,0 +1,158 @@
+"""This process among those sharing one Redis: its name and heartbeat, and taking over the work
+of a process whose heartbeat stopped.
+
+Every process renews `node:<name>` (expiring after `claim_after`) every second and looks for
+processes whose key expired; the first to run the CLAIM script for a dead process takes all of
+its unfinished messages (they move to its `open:` set, and each message's `node` field names
+it) and the reports forwarded to it, then resumes them as after a restart. A process that cannot
+renew its heartbeat for half of `claim_after` stops starting provider requests (`may_send`), so
+that it never sends what another process has taken over; when it reaches Redis again and finds
+its work taken, it drops what it held (`StoreSink.fenced`) and carries on as a new process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from smppgw.logs import event
+from smppgw.store.base import MessageRecord
+from smppgw.store.redis.codec import message_from_hash
+
+log = logging.getLogger("smppgw.store.redis")
+
+BEAT = 1.0  # seconds between heartbeats (claim_after is at least 3)
+LOAD_CHUNK = 500  # messages read per round trip when taking over work
+
+
+def default_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class NameInUse(Exception):
+    """Another live process already uses this node name."""
+
+
+def register(client: Any, prefix: str, name: str, token: str, claim_after: float) -> None:
+    """Take the name at start (blocking): at once when free; when a key is there, wait for it to
+    expire (a previous process of this name that died), or refuse if something renews it."""
+    key, ttl = f"{prefix}node:{name}", int(claim_after * 1000)
+    deadline = time.monotonic() + claim_after + 2
+    last_ttl: int | None = None
+    while not client.set(key, token, nx=True, px=ttl):
+        left = client.pttl(key)
+        if last_ttl is not None and left > last_ttl:
+            raise NameInUse(
+                f"store.node {name!r} is in use by a running gateway (its heartbeat is renewed); "
+                "give each process its own name"
+            )
+        if time.monotonic() > deadline:
+            raise NameInUse(f"store.node {name!r}: the heartbeat key {key} does not expire")
+        if last_ttl is None:
+            event(log, "node_name_waiting", logging.WARNING, node=name, seconds=round(left / 1000, 1))
+        last_ttl = left
+        time.sleep(0.5)
+    client.sadd(f"{prefix}nodes", name)
+
+
+class Lease:
+    """The heartbeat and the claim loop, as one asyncio task."""
+
+    def __init__(self, store: Any, claim_after: float) -> None:
+        self.store = store
+        self.claim_after = claim_after
+        self.last_renewal = time.monotonic()
+        self.conflict = False  # another process renews our name
+        self.fenced_at: float | None = None
+        self.claimed = 0  # messages taken over from dead processes
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def may_send(self) -> bool:
+        return not self.conflict and time.monotonic() - self.last_renewal < self.claim_after / 2
+
+    def start(self, begin: Callable[..., asyncio.Task[None]]) -> None:
+        self._task = begin(self._run())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except BaseException:
+                pass
+
+    async def _run(self) -> None:
+        s = self.store
+        next_claim = 0.0
+        while not self._stopping:
+            try:
+                await self._beat()
+                if time.monotonic() >= next_claim:
+                    next_claim = time.monotonic() + max(BEAT, self.claim_after / 3)
+                    await self._claim_dead()
+                s.up(True)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                s.up(False, e)
+            await asyncio.sleep(BEAT)
+
+    async def _beat(self) -> None:
+        s = self.store
+        answer = await s.script("heartbeat", [s.prefix, s.node, s.token, int(self.claim_after * 1000)])
+        if answer in (1, 2):
+            self.last_renewal = time.monotonic()
+            self.conflict = False
+            if answer == 2:
+                event(log, "heartbeat_lapsed", logging.WARNING, node=s.node)
+            return
+        if answer == -1:
+            if not self.conflict:
+                event(log, "node_name_conflict", logging.ERROR, node=s.node)
+            self.conflict = True
+            return
+        # Our work went to another process while we could not reach Redis: drop it, start anew.
+        self.fenced_at = time.monotonic()
+        s.fenced()
+        client = s.client
+        await client.set(f"{s.prefix}node:{s.node}", s.token, px=int(self.claim_after * 1000))
+        await client.sadd(f"{s.prefix}nodes", s.node)
+        await s.ensure_inbox()
+        self.last_renewal = time.monotonic()
+
+    async def _claim_dead(self) -> None:
+        s = self.store
+        client = s.client
+        nodes = await client.smembers(f"{s.prefix}nodes")
+        for raw in nodes:
+            name = raw.decode()
+            if name == s.node or await client.exists(f"{s.prefix}node:{name}"):
+                continue
+            ids = await s.script("claim", [s.prefix, s.node, name])
+            if ids is None:
+                continue  # another process was first, or it came back
+            records = await self.load([i.decode() for i in ids])
+            self.claimed += len(records)
+            event(log, "node_claimed", logging.WARNING, dead=name, node=s.node, messages=len(records))
+            if records:
+                s.claimed(records)
+
+    async def load(self, ids: list[str]) -> list[MessageRecord]:
+        records: list[MessageRecord] = []
+        client, prefix = self.store.client, self.store.prefix
+        for i in range(0, len(ids), LOAD_CHUNK):
+            pipe = client.pipeline(transaction=False)
+            for mid in ids[i : i + LOAD_CHUNK]:
+                pipe.hgetall(f"{prefix}m:{mid}")
+            for h in await pipe.execute():
+                record = message_from_hash(h)
+                if record is not None:
+                    records.append(record)
+        return records

@@ -1,0 +1,385 @@
+"""The Lua scripts of the Redis store: each runs atomically in Redis, so a batch of writes, a
+claim of a dead process's work or a bucket's refill is all or nothing, in one round trip.
+
+Key layout, under the configured prefix P (all readable with redis-cli):
+  P m:<id>        hash   a message: MessageRecord's columns, plus `node` (the process that owns it)
+  P ev:<id>       list   the message's trail events (JSON), oldest first
+  P open:<node>   set    ids of the unfinished messages a process owns (it alone may update them)
+  P pid:<provider>:<provider id>   string  our id, while the message waits for its final status
+  P early:<provider>:<provider id> string  a report that came before its send answer (2 minutes)
+  P done          zset   final messages whose receipt is settled, by done time (retention)
+  P rx:<account>  stream deliver_sm waiting for a receiver of the account (group "gw")
+  P rxs           set    accounts that have such a stream
+  P rk:<key>      string an intermediate receipt or MO already added (a retried batch adds it once)
+  P nodes         set    processes that own work; P node:<node> their heartbeat (expires)
+  P inbox:<node>  stream reports forwarded to the process that owns their message (group "gw")
+  P binds:<account> hash bound sessions of the account in every process -> their process
+  P tb:<name>     hash   a token bucket shared by every process
+  P slots:<name>  hash   a provider's request slots each process holds
+  P ids           string the message-id counter
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Field positions fixed at the front of every rx entry: key, message_id, on_row, state.
+ENTRY_HEAD = ("key", "message_id", "on_row", "state")
+
+_DROP_ENTRY = """
+local function drop_entry(P, stream, e, why, now, dropped, account)
+  local f = e[2]
+  redis.call('XACK', stream, 'gw', e[1])
+  redis.call('XDEL', stream, e[1])
+  local mid, on_row, state = f[4], f[6], f[8]
+  if on_row == '1' then
+    local key = P .. 'm:' .. mid
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('HSET', key, 'receipt', '4', 'receipt_at', now, 'receipt_to', why)
+      redis.call('ZADD', P .. 'done', redis.call('HGET', key, 'done_at') or now, mid)
+    end
+  end
+  dropped[#dropped + 1] = account
+  dropped[#dropped + 1] = mid
+  dropped[#dropped + 1] = state
+  dropped[#dropped + 1] = why
+end
+"""
+
+# ARGV: prefix, node, now, max_per_account, pid_ttl_ms, ops (JSON). Returns {fenced ids, early
+# reports (JSON), dropped receipts as (account, message_id, state, why) quadruples}.
+COMMIT = (
+    _DROP_ENTRY
+    + """
+local P, me, now = ARGV[1], ARGV[2], ARGV[3]
+local maxper, pidttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local ops = cjson.decode(ARGV[6])
+local NULL = cjson.null
+local open = P .. 'open:' .. me
+local fenced, early, dropped, newly_owed = {}, {}, {}, {}
+
+local function opt(key, field, v)
+  if v == NULL then redis.call('HDEL', key, field) else redis.call('HSET', key, field, v) end
+end
+
+for _, op in ipairs(ops) do
+  local kind = op[1]
+  if kind == 'I' then
+    local id = op[2]
+    redis.call('HSET', P .. 'm:' .. id, 'node', me, unpack(op[4]))
+    if tonumber(op[3]) < 2 then redis.call('SADD', open, id) end
+  elseif kind == 'U' then
+    local id = op[2]
+    if redis.call('SISMEMBER', open, id) == 0 then
+      fenced[#fenced + 1] = id
+    else
+      local key = P .. 'm:' .. id
+      local old = redis.call('HMGET', key, 'provider', 'provider_id', 'receipt')
+      local state, provider, pid, receipt = tonumber(op[3]), op[4], op[5], op[10]
+      redis.call('HSET', key, 'state', op[3], 'provider', provider, 'provider_id', pid,
+        'err', op[6], 'attempts', op[7], 'receipt', receipt)
+      opt(key, 'done_at', op[8])
+      opt(key, 'sent_at', op[9])
+      if state < 2 and pid ~= '' and (old[2] ~= pid or old[1] ~= provider) then
+        redis.call('SET', P .. 'pid:' .. provider .. ':' .. pid, id, 'PX', pidttl)
+        local ek = P .. 'early:' .. provider .. ':' .. pid
+        local e = redis.call('GET', ek)
+        if e then
+          redis.call('DEL', ek)
+          early[#early + 1] = e
+        end
+      end
+      if state >= 2 then
+        redis.call('SREM', open, id)
+        if pid ~= '' then redis.call('DEL', P .. 'pid:' .. provider .. ':' .. pid) end
+        if receipt == '1' then
+          if old[3] ~= '1' then newly_owed[id] = true end
+        else
+          local done = op[8]
+          if done == NULL then done = now end
+          redis.call('ZADD', P .. 'done', done, id)
+        end
+      end
+    end
+  elseif kind == 'R' then
+    local id = op[2]
+    if redis.call('SISMEMBER', open, id) == 0 then
+      fenced[#fenced + 1] = id
+    else
+      local key = P .. 'm:' .. id
+      redis.call('HSET', key, 'text', op[3], 'data_coding', op[4], 'registered_delivery', op[5])
+      opt(key, 'schedule_at', op[6])
+      opt(key, 'valid_until', op[7])
+    end
+  elseif kind == 'A' then
+    local account, rkey, mid, on_row = op[2], op[3], op[4], op[5]
+    local add
+    if on_row == '1' then
+      add = newly_owed[mid]
+    else
+      add = redis.call('SET', P .. 'rk:' .. rkey, '1', 'NX', 'PX', 86400000)
+    end
+    if add then
+      local stream = P .. 'rx:' .. account
+      redis.call('XADD', stream, '*', unpack(op[6]))
+      if redis.call('SADD', P .. 'rxs', account) == 1 then
+        redis.pcall('XGROUP', 'CREATE', stream, 'gw', '0', 'MKSTREAM')
+      end
+      local n = redis.call('XLEN', stream)
+      if n > maxper then
+        for _, e in ipairs(redis.call('XRANGE', stream, '-', '+', 'COUNT', n - maxper)) do
+          drop_entry(P, stream, e, 'overflow', now, dropped, account)
+        end
+      end
+    end
+  elseif kind == 'X' then
+    local stream = P .. 'rx:' .. op[2]
+    redis.call('XACK', stream, 'gw', op[3])
+    redis.call('XDEL', stream, op[3])
+  elseif kind == 'D' then
+    local key = P .. 'm:' .. op[2]
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('HSET', key, 'receipt', op[3], 'receipt_at', op[4], 'receipt_to', op[5])
+      redis.call('ZADD', P .. 'done', redis.call('HGET', key, 'done_at') or op[4], op[2])
+    end
+    if op[7] ~= '' then
+      local stream = P .. 'rx:' .. op[6]
+      redis.call('XACK', stream, 'gw', op[7])
+      redis.call('XDEL', stream, op[7])
+    end
+  elseif kind == 'E' then
+    redis.call('RPUSH', P .. 'ev:' .. op[2], op[3])
+  end
+end
+return {fenced, early, dropped}
+"""
+)
+
+# ARGV: prefix, node, provider, provider id, our id or '', report (JSON), early ttl ms.
+ROUTE = """
+local P, me, provider, pid, mid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local id = false
+if pid ~= '' then id = redis.call('GET', P .. 'pid:' .. provider .. ':' .. pid) end
+if not id and mid ~= '' then
+  local h = redis.call('HMGET', P .. 'm:' .. mid, 'provider', 'state')
+  if h[1] == provider and h[2] and tonumber(h[2]) < 2 then id = mid end
+end
+if not id then
+  if pid ~= '' then
+    redis.call('SET', P .. 'early:' .. provider .. ':' .. pid, ARGV[6], 'PX', tonumber(ARGV[7]))
+  end
+  return 'early'
+end
+local owner = redis.call('HGET', P .. 'm:' .. id, 'node')
+if not owner then return 'gone' end
+if owner == me then return 'mine' end
+redis.call('XADD', P .. 'inbox:' .. owner, '*', 't', 'report', 'p', provider, 'r', ARGV[6])
+return 'sent'
+"""
+
+# ARGV: prefix, node, token, ttl ms. 1 renewed; 2 lapsed but nobody took our work: renewed;
+# 0 another process took our work (we were taken for dead); -1 another process holds our name.
+HEARTBEAT = """
+local P, me, token, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local key = P .. 'node:' .. me
+local cur = redis.call('GET', key)
+if cur == token then
+  redis.call('PEXPIRE', key, ttl)
+  return 1
+end
+if cur then return -1 end
+if redis.call('SISMEMBER', P .. 'nodes', me) == 1 then
+  redis.call('SET', key, token, 'PX', ttl)
+  return 2
+end
+return 0
+"""
+
+# ARGV: prefix, node (the claimer), dead node. Returns the ids now ours, or false.
+CLAIM = """
+local P, me, dead = ARGV[1], ARGV[2], ARGV[3]
+if dead == me or redis.call('EXISTS', P .. 'node:' .. dead) == 1 then return false end
+if redis.call('SREM', P .. 'nodes', dead) == 0 then return false end
+local ids = redis.call('SMEMBERS', P .. 'open:' .. dead)
+local mine = P .. 'open:' .. me
+for _, id in ipairs(ids) do
+  redis.call('HSET', P .. 'm:' .. id, 'node', me)
+  redis.call('SADD', mine, id)
+end
+redis.call('DEL', P .. 'open:' .. dead)
+local inbox = P .. 'inbox:' .. dead
+for _, e in ipairs(redis.call('XRANGE', inbox, '-', '+')) do
+  if e[2][2] == 'report' then redis.call('XADD', P .. 'inbox:' .. me, '*', unpack(e[2])) end
+end
+redis.call('DEL', inbox)
+return ids
+"""
+
+# ARGV: prefix, account, member, limit, node. 1 counted; 0 the account is at its limit. Binds of
+# processes whose heartbeat is gone no longer count.
+BIND = """
+local P, account, member, limit, me = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local key = P .. 'binds:' .. account
+local all = redis.call('HGETALL', key)
+local count, alive = 0, {}
+for i = 1, #all, 2 do
+  local node = all[i + 1]
+  local ok = alive[node]
+  if ok == nil then
+    ok = node == me or redis.call('EXISTS', P .. 'node:' .. node) == 1
+    alive[node] = ok
+  end
+  if ok then count = count + 1 else redis.call('HDEL', key, all[i]) end
+end
+if count >= limit then return 0 end
+redis.call('HSET', key, member, me)
+return 1
+"""
+
+# ARGV: prefix, name, rate (tokens/s), burst, wanted. Returns {granted, ms until the next token}.
+BUCKET = """
+local key = ARGV[1] .. 'tb:' .. ARGV[2]
+local rate, burst, want = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local h = redis.call('HMGET', key, 'tokens', 'ts')
+local tokens, ts = tonumber(h[1]), tonumber(h[2])
+if tokens == nil or ts == nil then tokens, ts = burst, now end
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+local got = math.max(0, math.min(want, math.floor(tokens)))
+tokens = tokens - got
+redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 60000)
+local wait = 0
+if tokens < 1 then wait = math.ceil((1 - tokens) / rate * 1000) end
+return {got, wait}
+"""
+
+# ARGV: prefix, name, limit, wanted (> 0 take, < 0 give back), node. Returns slots granted.
+SLOTS = """
+local P, name, limit, want, me = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local key = P .. 'slots:' .. name
+if want < 0 then
+  if redis.call('HINCRBY', key, me, want) <= 0 then redis.call('HDEL', key, me) end
+  return 0
+end
+local all = redis.call('HGETALL', key)
+local used = 0
+for i = 1, #all, 2 do
+  local node = all[i]
+  if node ~= me and redis.call('EXISTS', P .. 'node:' .. node) == 0 then
+    redis.call('HDEL', key, node)
+  else
+    used = used + tonumber(all[i + 1])
+  end
+end
+local got = math.max(0, math.min(want, limit - used))
+if got > 0 then redis.call('HINCRBY', key, me, got) end
+return got
+"""
+
+# KEYS: the stream. ARGV: node, entry ids. Entries still pending for this process go back to
+# the stream as new entries (for any process's reader); returns how many.
+GIVE_BACK = """
+local stream, me = KEYS[1], ARGV[1]
+local n = 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local p = redis.call('XPENDING', stream, 'gw', id, id, 1)
+  if p[1] and p[1][2] == me then
+    local e = redis.call('XRANGE', stream, id, id)
+    if e[1] then
+      redis.call('XADD', stream, '*', unpack(e[1][2]))
+      n = n + 1
+    end
+    redis.call('XACK', stream, 'gw', id)
+    redis.call('XDEL', stream, id)
+  end
+end
+return n
+"""
+
+# KEYS: the stream. ARGV: node, entry ids. Resets the idle time of entries this process still
+# holds, so that no other process takes them over as abandoned.
+TOUCH = """
+local stream, me = KEYS[1], ARGV[1]
+local args = {stream, 'gw', me, '0'}
+for i = 2, #ARGV do
+  local p = redis.call('XPENDING', stream, 'gw', ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == me then args[#args + 1] = ARGV[i] end
+end
+if #args == 4 then return 0 end
+args[#args + 1] = 'JUSTID'
+redis.call('XCLAIM', unpack(args))
+return #args - 5
+"""
+
+# ARGV: prefix, account, max age ms, limit. Drops entries older than max age that no process is
+# sending (pending ones are being sent: their process drops them if they are too old).
+SWEEP = (
+    _DROP_ENTRY
+    + """
+local P, account, age, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local stream = P .. 'rx:' .. account
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tostring(now_ms / 1000)
+local dropped = {}
+local cutoff = tostring(now_ms - age)
+for _, e in ipairs(redis.call('XRANGE', stream, '-', cutoff, 'COUNT', limit)) do
+  local p = redis.call('XPENDING', stream, 'gw', e[1], e[1], 1)
+  if not p[1] then drop_entry(P, stream, e, 'expired', now, dropped, account) end
+end
+return dropped
+"""
+)
+
+# ARGV: prefix, before (epoch s), limit. Removes final messages done before `before` (their
+# receipt settled) with their trail; returns how many.
+PURGE = """
+local P, before, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local ids = redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', '(' .. before, 'LIMIT', 0, limit)
+local n = 0
+for _, id in ipairs(ids) do
+  if redis.call('ZREM', P .. 'done', id) == 1 then
+    redis.call('DEL', P .. 'm:' .. id, P .. 'ev:' .. id)
+    n = n + 1
+  end
+end
+return n
+"""
+
+ALL = {
+    "commit": COMMIT,
+    "route": ROUTE,
+    "heartbeat": HEARTBEAT,
+    "claim": CLAIM,
+    "bind": BIND,
+    "bucket": BUCKET,
+    "slots": SLOTS,
+    "give_back": GIVE_BACK,
+    "touch": TOUCH,
+    "sweep": SWEEP,
+    "purge": PURGE,
+}
+
+
+class Scripts:
+    """The scripts' SHA1s once loaded; `call` runs one by its SHA and loads it again when Redis
+    forgot it (a restart without persistence, SCRIPT FLUSH)."""
+
+    def __init__(self, shas: dict[str, str]) -> None:
+        self.shas = shas
+
+    @classmethod
+    def load_sync(cls, client: Any) -> Scripts:
+        return cls({name: client.script_load(src) for name, src in ALL.items()})
+
+    async def call(self, client: Any, name: str, keys: list[Any], args: list[Any]) -> Any:
+        from redis.exceptions import NoScriptError
+
+        try:
+            return await client.evalsha(self.shas[name], len(keys), *keys, *args)
+        except NoScriptError:
+            self.shas[name] = await client.script_load(ALL[name])
+            return await client.evalsha(self.shas[name], len(keys), *keys, *args)

@@ -1,0 +1,521 @@
+"""Redis store: several gateway processes, on one machine or several, share one Redis.
+
+Writes are grouped as in the SQLite store: everything `write` gets in one loop turn goes to
+Redis as one call of the COMMIT script (atomic, one round trip), the next batch gathering while
+one is in flight; the callbacks run once Redis answered. With `wait_replicas`, a WAIT follows
+in the same round trip and a batch counts only once that many replicas have it.
+
+When Redis cannot be reached, a batch that brings something new from outside (a submit, an MO)
+fails at once, so the ESME or provider hears a temporary error and sends it again; what it may
+have written anyway is deleted once Redis answers again (a message nobody was told about must
+not be sent). Every other batch (state changes, settled receipts) is kept, in order, and
+written again until Redis takes it: the scripts make a second application harmless.
+
+The layout of the keys is in `scripts.py`; taking over a dead process's work in `node.py`;
+deliver_sm for receivers in other processes in `feed.py`; shared limits in `shared.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from smppgw.aio import as_deferred, start
+from smppgw.config import DispatchConfig, ReceiptConfig, StoreConfig
+from smppgw.logs import event
+from smppgw.providers.base import StatusReport
+from smppgw.store.base import (
+    AddOutbox,
+    Bucket,
+    Done,
+    InsertMessage,
+    MessageRecord,
+    Op,
+    OutboxRecord,
+    Slots,
+    Snapshot,
+    StoreSink,
+    TrailDone,
+    TrailEvent,
+)
+from smppgw.store.redis.codec import encode_ops, message_from_hash, report_from_json, report_json
+from smppgw.store.redis.feed import GROUP, Feed
+from smppgw.store.redis.node import Lease, default_name, register
+from smppgw.store.redis.scripts import ALL, Scripts
+from smppgw.store.redis.shared import LeasedBucket, SharedSlots
+
+log = logging.getLogger("smppgw.store.redis")
+
+MIN_VERSION = (6, 2)  # XAUTOCLAIM, GETDEL, XPENDING with IDLE
+EARLY_TTL_MS = 120_000
+ID_BLOCK = 10_000
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class StoreUnavailable(Exception):
+    """Redis could not take the batch; the submit or MO in it was not stored."""
+
+
+def _fresh(ops: Sequence[Op]) -> bool:
+    """A write that brings something new from outside (a submit, an MO): its sender retries."""
+    for op in ops:
+        kind = type(op)
+        if kind is InsertMessage or (kind is AddOutbox and not op.record.esm_class & 0x04):  # type: ignore[union-attr]
+            return True
+    return False
+
+
+class _Part:
+    """The writes of one commit-script call, encoded once (a retry sends the same bytes)."""
+
+    __slots__ = ("writes", "payload", "count", "inserted")
+
+    def __init__(self, writes: list[tuple[Sequence[Op], Done]], entries: dict[str, Any]) -> None:
+        self.writes = writes
+        self.payload, self.count = encode_ops([op for ops, _ in writes for op in ops], time.time(), entries)
+        self.inserted = [
+            op.record.id  # type: ignore[union-attr]
+            for ops, _ in writes
+            for op in ops
+            if type(op) is InsertMessage
+        ]
+
+    def answer(self, error: BaseException | None) -> None:
+        for _ops, done in self.writes:
+            try:
+                done(error)
+            except Exception:
+                log.exception("event=store_callback_failed")
+
+
+class RedisStore:
+    shared = True
+
+    def __init__(self, config: StoreConfig, receipts: ReceiptConfig, dispatch: DispatchConfig) -> None:
+        self.config = config
+        self.prefix = config.key_prefix
+        self.node = config.node or default_name()
+        self.token = secrets.token_hex(8)  # this process's heartbeat value
+        self.max_per_account = receipts.max_per_account
+        self.pid_ttl_ms = int((dispatch.status_horizon + 86400) * 1000)
+        self.max_batch = config.max_batch
+        self.sink: StoreSink | None = None
+        self._queue: deque[tuple[Sequence[Op], Done]] = deque()
+        self._flush_due = False
+        self._committing = False
+        self._kept: deque[_Part] = deque()  # state changes written again until Redis takes them
+        self._compensate: list[str] = []  # ids a failed batch may have stored: delete them
+        self._up = True
+        self._down_since: float | None = None
+        self._closed = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._buckets: dict[str, LeasedBucket] = {}
+        self._slots: dict[str, SharedSlots] = {}
+        self.lease = Lease(self, config.claim_after)
+        self.feed = Feed(self, receipts.max_age, config.claim_after)
+        self.batches = 0
+        self.ops_written = 0
+        self.purged = 0
+        self.dropped = 0
+        kw: dict[str, Any] = {"socket_connect_timeout": 2.0, "health_check_interval": 10}
+        self.client = redis.asyncio.Redis.from_url(
+            config.url, socket_timeout=5.0, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2), **kw
+        )
+        self.reader = redis.asyncio.Redis.from_url(  # blocking reads: a connection of their own
+            config.url, socket_timeout=BLOCK_SECONDS + 5.0, retry=Retry(ExponentialBackoff(), 0), **kw
+        )
+        self.scripts: Scripts | None = None
+
+    # -- start and stop -------------------------------------------------------------------
+
+    def open(self) -> Snapshot:
+        """At start (blocking): check Redis, load the scripts, take this process's name, resume
+        what a process of the same name left unfinished, reserve the first block of ids."""
+        sync = redis.Redis.from_url(self.config.url, socket_connect_timeout=5.0, socket_timeout=10.0)
+        try:
+            version = str(sync.info("server").get("redis_version", "0"))
+            if tuple(int(x) for x in version.split(".")[:2]) < MIN_VERSION:
+                raise RuntimeError(f"Redis {version} is too old: smppgw needs 6.2 or newer")
+            self.scripts = Scripts.load_sync(sync)
+            register(sync, self.prefix, self.node, self.token, self.config.claim_after)
+            _ensure_group(sync, f"{self.prefix}inbox:{self.node}")
+            ids = [i.decode() for i in sync.smembers(f"{self.prefix}open:{self.node}")]
+            pipe = sync.pipeline(transaction=False)
+            for mid in ids:
+                pipe.hgetall(f"{self.prefix}m:{mid}")
+            unfinished = [r for r in map(message_from_hash, pipe.execute() if ids else []) if r is not None]
+            last = int(sync.incrby(f"{self.prefix}ids", ID_BLOCK))
+        finally:
+            sync.close()
+        where, resumed = self.config.where, len(unfinished)
+        event(log, "store_opened", store="redis", url=where, node=self.node, resumed=resumed)
+        return Snapshot(unfinished, [], last - ID_BLOCK + 1, [], id_limit=last + 1)
+
+    def attach(self, sink: StoreSink) -> None:
+        self.sink = sink
+        self.lease.start(self.background)
+        self.feed.start()
+
+    def close(self) -> Any:
+        return as_deferred(self._close())
+
+    async def _close(self, grace: float = 5.0) -> None:
+        """Finish the writes under way, stop the loops, and end the heartbeat so that another
+        process takes over at once what is still unfinished here."""
+        deadline = time.monotonic() + grace
+        while (self._queue or self._committing or self._kept) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        self._closed = True
+        await self.lease.stop()
+        await self.feed.stop()
+        try:
+            await self.client.delete(f"{self.prefix}node:{self.node}")
+        except Exception as e:
+            log.warning("event=store_close_failed error=%r", e)
+        for c in (self.client, self.reader):
+            await c.aclose()
+
+    def healthy(self) -> bool:
+        return self._up and not self._closed and not self.lease.conflict
+
+    def may_send(self) -> bool:
+        return self.lease.may_send()
+
+    def up(self, ok: bool, error: BaseException | None = None) -> None:
+        """Redis answered (or not): /healthz and one log line per outage."""
+        if ok and not self._up:
+            down = round(time.monotonic() - (self._down_since or 0), 1)
+            event(log, "store_reachable", store="redis", down_for=down)
+            self._down_since = None
+        elif not ok and self._up:
+            self._down_since = time.monotonic()
+            event(log, "store_unreachable", logging.ERROR, store="redis", error=repr(error))
+        self._up = ok
+
+    def background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = start(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def script(self, name: str, args: list[Any], keys: list[Any] | None = None) -> Any:
+        assert self.scripts is not None
+        return await self.scripts.call(self.client, name, keys or [], args)
+
+    async def ensure_inbox(self) -> None:
+        try:
+            await self.client.xgroup_create(f"{self.prefix}inbox:{self.node}", GROUP, id="0", mkstream=True)
+        except ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def write(self, ops: Sequence[Op], done: Done, *, high_id: int = 0) -> None:
+        self._queue.append((ops, done))
+        if not self._flush_due and not self._committing:
+            self._flush_due = True
+            asyncio.get_event_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Start the next commit: a kept batch alone while Redis is away (new submits and MO
+        fail at once meanwhile), else everything queued, as one round trip of up to two script
+        calls: state changes, then new messages (so that only the second can fail fast)."""
+        self._flush_due = False
+        if self._committing or not (self._queue or self._kept):
+            return
+        if self._kept:
+            keep: deque[tuple[Sequence[Op], Done]] = deque()
+            failed = StoreUnavailable("redis unreachable")
+            while self._queue:
+                ops, done = self._queue.popleft()
+                if _fresh(ops):
+                    done(failed)
+                else:
+                    keep.append((ops, done))
+            self._queue = keep
+            state, fresh = self._kept[0], None
+        else:
+            state_writes: list[tuple[Sequence[Op], Done]] = []
+            fresh_writes: list[tuple[Sequence[Op], Done]] = []
+            count = 0
+            while self._queue and count < self.max_batch:
+                ops, done = self._queue.popleft()
+                (fresh_writes if _fresh(ops) else state_writes).append((ops, done))
+                count += len(ops)
+            entries = self.feed.held
+            state = _Part(state_writes, entries) if state_writes else None
+            fresh = _Part(fresh_writes, entries) if fresh_writes else None
+        self._committing = True
+        start(self._commit(state, fresh))
+
+    async def _commit(self, state: _Part | None, fresh: _Part | None) -> None:
+        errors: list[BaseException | None] = [None, None]
+        results: list[Any] = [None, None]
+        try:
+            if self._compensate:
+                await self._undo_uncertain()
+            results = await self._apply([state, fresh])
+            self.up(True)
+        except UNREACHABLE as e:
+            self.up(False, e)
+            errors = [StoreUnavailable(f"redis unreachable: {type(e).__name__}")] * 2
+        for i, r in enumerate(results):
+            if isinstance(r, Exception):
+                # a script error: this part can never succeed; Redis may have applied some of it
+                log.error("event=store_commit_failed error=%r", r)
+                errors[i], results[i] = r, None
+        self._committing = False
+        kept = bool(self._kept) and self._kept[0] is state
+        if state is not None:
+            if isinstance(errors[0], StoreUnavailable):
+                if not kept:
+                    self._kept.append(state)  # written again until Redis takes it
+            else:
+                if kept:
+                    self._kept.popleft()
+                self._done(state, errors[0], results[0])
+        if fresh is not None:
+            if errors[1] is not None:
+                self._compensate.extend(fresh.inserted)
+            self._done(fresh, errors[1], results[1])
+        if self._kept and isinstance(errors[0], StoreUnavailable):
+            await asyncio.sleep(0.2)
+        if self._queue or self._kept:
+            self._flush()
+
+    def _done(self, part: _Part, error: BaseException | None, result: Any) -> None:
+        if error is None:
+            self.batches += 1
+            self.ops_written += part.count
+        part.answer(error)
+        if result is not None:
+            self._after(result)
+
+    async def _apply(self, parts: list[_Part | None]) -> list[Any]:
+        """One round trip: a commit-script call per part (and a WAIT); per-part results, a
+        script error as the exception in its place."""
+        assert self.scripts is not None
+        sha, now = self.scripts.shas["commit"], repr(time.time())
+        head = [self.prefix, self.node, now, self.max_per_account, self.pid_ttl_ms]
+        pipe = self.client.pipeline(transaction=False)
+        for part in parts:
+            if part is not None:
+                pipe.evalsha(sha, 0, *head, part.payload)
+        if self.config.wait_replicas:
+            pipe.wait(self.config.wait_replicas, int(self.config.wait_timeout * 1000))
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except NoScriptError:
+            self.scripts.shas["commit"] = await self.client.script_load(ALL["commit"])
+            return await self._apply(parts)
+        if any(isinstance(r, NoScriptError) for r in replies):  # Redis restarted without scripts
+            self.scripts.shas["commit"] = await self.client.script_load(ALL["commit"])
+            return await self._apply(parts)
+        for r in replies:
+            if isinstance(r, UNREACHABLE):
+                raise r
+        if self.config.wait_replicas and int(replies.pop()) < self.config.wait_replicas:
+            # on the primary, not yet on enough replicas: a fail-over now could lose it
+            raise RedisTimeoutError(f"WAIT: fewer than {self.config.wait_replicas} replicas have it")
+        out: list[Any] = []
+        for part in parts:
+            out.append(replies.pop(0) if part is not None else None)
+        return out
+
+    async def _undo_uncertain(self) -> None:
+        """Delete the messages of failed batches that Redis may have stored after all: nobody
+        was told they were accepted, so nobody may send them."""
+        ids, self._compensate = self._compensate, []
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for mid in ids:
+                pipe.delete(f"{self.prefix}m:{mid}")
+                pipe.srem(f"{self.prefix}open:{self.node}", mid)
+            await pipe.execute()
+        except BaseException:
+            self._compensate = ids + self._compensate
+            raise
+        event(log, "uncertain_submits_removed", messages=len(ids))
+
+    def _after(self, result: Any) -> None:
+        fenced, early, dropped = result
+        if fenced:
+            event(log, "not_owner", logging.WARNING, messages=len(fenced), first=fenced[0].decode())
+        sink = self.sink
+        for raw in early:
+            provider, report = report_from_json(raw)
+            if sink is not None:
+                sink.forwarded(provider, report)
+        self.report_dropped(dropped)
+
+    def report_dropped(self, dropped: list[Any]) -> None:
+        for i in range(0, len(dropped), 4):
+            account, mid, state, why = (x.decode() for x in dropped[i : i + 4])
+            self.dropped += 1
+            if self.sink is not None:
+                self.sink.receipt_dropped(account, mid, int(state), why)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get_message(self, message_id: str, done: Callable[[MessageRecord | None], None]) -> None:
+        async def read() -> None:
+            try:
+                record = message_from_hash(await self.client.hgetall(f"{self.prefix}m:{message_id}"))
+            except Exception as e:
+                log.error("event=store_read_failed what=get error=%r", e)
+                record = None
+            done(record)
+
+        start(read())
+
+    def get_trail(self, message_id: str, done: TrailDone) -> None:
+        async def read() -> None:
+            import json
+
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hgetall(f"{self.prefix}m:{message_id}")
+                pipe.lrange(f"{self.prefix}ev:{message_id}", 0, -1)
+                h, raw = await pipe.execute()
+                record = message_from_hash(h)
+                events = [TrailEvent(e["at"], e["event"], e["detail"]) for e in map(json.loads, raw)]
+            except Exception as e:
+                log.error("event=store_read_failed what=trail error=%r", e)
+                record, events = None, []
+            done(record, events if record is not None else [])
+
+        start(read())
+
+    def purge(self, before: float, limit: int, done: Callable[[int, bool], None]) -> None:
+        async def run() -> None:
+            try:
+                n = int(await self.script("purge", [self.prefix, repr(before), limit]))
+            except Exception as e:
+                log.error("event=store_purge_failed error=%r", e)
+                n = 0
+                done(0, False)
+                return
+            self.purged += n
+            done(n, n >= limit)
+
+        start(run())
+
+    # -- what the processes share -----------------------------------------------------------
+
+    def want_receipts(self, account: str, room: int) -> None:
+        self.feed.want(account, room)
+
+    def give_back(self, records: list[OutboxRecord]) -> None:
+        async def run() -> None:
+            try:
+                await self.feed.give_back(records)
+            except Exception as e:  # they are taken over once idle for claim_after
+                log.warning("event=give_back_failed records=%d error=%r", len(records), e)
+
+        self.background(run())
+
+    def route_report(self, provider: str, report: StatusReport) -> None:
+        async def run() -> None:
+            report_text = report_json(provider, report)
+            args = [self.prefix, self.node, provider, report.provider_id, report.message_id or ""]
+            args += [report_text, EARLY_TTL_MS]
+            try:
+                where = await self.script("route", args)
+            except Exception as e:
+                log.warning("event=report_route_failed provider=%s error=%r", provider, e)
+                return
+            if where == b"sent":
+                self.forwarded_out += 1
+
+        self.background(run())
+
+    forwarded_out = 0
+
+    def reserve_ids(self, count: int, done: Callable[[int | None], None]) -> None:
+        async def run() -> None:
+            try:
+                last = int(await self.client.incrby(f"{self.prefix}ids", count))
+            except Exception as e:
+                log.warning("event=id_block_failed error=%r", e)
+                done(None)
+                return
+            done(last - count + 1)
+
+        self.background(run())
+
+    def bind(self, account: str, member: str, limit: int, done: Callable[[bool | None], None]) -> None:
+        async def run() -> None:
+            try:
+                who = f"{self.node}/{member}"
+                ok = await self.script("bind", [self.prefix, account, who, limit, self.node])
+            except Exception as e:
+                log.warning("event=bind_count_failed account=%s error=%r", account, e)
+                done(None)
+                return
+            done(bool(ok))
+
+        self.background(run())
+
+    def unbind(self, account: str, member: str) -> None:
+        async def run() -> None:
+            try:
+                await self.client.hdel(f"{self.prefix}binds:{account}", f"{self.node}/{member}")
+            except Exception as e:  # the bind stops counting once this process's heartbeat ends
+                log.warning("event=unbind_failed account=%s error=%r", account, e)
+
+        self.background(run())
+
+    def bucket(self, name: str, rate: float, burst: float, now: float) -> Bucket:
+        b = self._buckets.get(name)
+        if b is None or b.rate != rate or b.burst != burst:
+            b = self._buckets[name] = LeasedBucket(name, rate, burst, self._bucket_call)
+        return b
+
+    async def _bucket_call(self, args: list[Any]) -> Any:
+        return await self.script("bucket", [self.prefix, *args])
+
+    def slots(self, name: str, limit: int, wake: Callable[[], None]) -> Slots | None:
+        s = self._slots.get(name)
+        if s is None:
+            s = self._slots[name] = SharedSlots(name, limit, wake, self._slots_call)
+        s.limit, s.wake = limit, wake
+        return s
+
+    async def _slots_call(self, args: list[Any]) -> Any:
+        return await self.script("slots", [self.prefix, *args, self.node])
+
+    # -- what node.py and feed.py hand on to the gateway ----------------------------------------
+
+    def claimed(self, records: list[MessageRecord]) -> None:
+        if self.sink is not None:
+            self.sink.claimed(records)
+
+    def fenced(self) -> None:
+        self.feed.held.clear()
+        if self.sink is not None:
+            self.sink.fenced()
+
+
+BLOCK_SECONDS = 2.0
+
+
+def _ensure_group(sync: Any, stream: str) -> None:
+    try:
+        sync.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    except redis.exceptions.ResponseError as e:
+        if "BUSYGROUP" not in str(e):
+            raise
