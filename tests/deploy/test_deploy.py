@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -257,7 +258,10 @@ class PrometheusApi:
 
     def get(self, path: str, **params: str) -> Any:
         url = f"{self.base}{path}?{urllib.parse.urlencode(params)}" if params else self.base + path
-        body = json.loads(get(url))
+        try:
+            body = json.loads(get(url))
+        except urllib.error.HTTPError as e:  # e.g. 400 for a query it cannot parse: say which and why
+            raise AssertionError(f"Prometheus {path} {params}: {e.code} {e.read().decode()}") from e
         assert body["status"] == "success", body
         return body["data"]
 
@@ -270,7 +274,7 @@ class PrometheusApi:
         while True:
             try:
                 got = check()
-            except OSError:  # not listening yet
+            except urllib.error.URLError:  # not listening yet, or 503 until it is ready
                 got = None
             if got:
                 return got
@@ -283,12 +287,11 @@ class PrometheusApi:
 async def test_prometheus_scrapes_the_gateway_and_evaluates_the_alerts_and_dashboard(busy_gateway, tmp_path):
     app, _, text = busy_gateway
     exported = exported_names(text)
-    http = http_port(app)
-    port = free_port()
+    prometheus, http, port = program("prometheus"), http_port(app), free_port()
     log = (tmp_path / "prometheus.log").open("w")
     proc = subprocess.Popen(
         [
-            program("prometheus"),
+            prometheus,
             f"--config.file={prometheus_config(tmp_path, http)}",
             f"--storage.tsdb.path={tmp_path / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
@@ -300,6 +303,7 @@ async def test_prometheus_scrapes_the_gateway_and_evaluates_the_alerts_and_dashb
     _, exprs, _ = dashboard()
 
     def scenario() -> None:
+        api.until("readiness", lambda: get(f"{api.base}/-/ready"))
         # a series read back: the gateway's count of accepted messages, as scraped
         accepted = api.until(
             "series smppgw_messages_total",
@@ -308,16 +312,15 @@ async def test_prometheus_scrapes_the_gateway_and_evaluates_the_alerts_and_dashb
         assert [(s["metric"]["account"], s["value"][1]) for s in accepted] == [("demo", "2")]
         assert [s["value"][1] for s in api.query('up{job="smppgw"}')] == ["1"]
         assert [s["value"][1] for s in api.query("smppgw_bound_sessions")] == ["1"]
+
         # every alert loaded and evaluated without error against the real series
-        rules = api.until(
-            "evaluated rules",
-            lambda: [
-                r
-                for g in api.get("/api/v1/rules")["groups"]
-                for r in g["rules"]
-                if all(r["health"] == "ok" for r in g["rules"])
-            ],
-        )
+        def evaluated() -> list[dict[str, Any]] | None:
+            rules = [r for g in api.get("/api/v1/rules")["groups"] for r in g["rules"]]
+            failed = {r["name"]: r.get("lastError") for r in rules if r["health"] == "err"}
+            assert not failed, failed
+            return rules if rules and all(r["health"] == "ok" for r in rules) else None
+
+        rules = api.until("evaluation of every rule", evaluated)
         assert {r["name"] for r in rules} == ALERT_NAMES
         queried = set().union(*(promql_names(r["query"]) for r in rules))
         assert queried - exported == PROMETHEUS_OWN
