@@ -18,7 +18,7 @@ from smppgw.aio import as_deferred
 from smppgw.config import Config, ProviderSettings, load
 from smppgw.gateway.core import Gateway
 from smppgw.logs import event
-from smppgw.metrics import Metrics
+from smppgw.metrics import Metrics, StateGauges
 from smppgw.providers import adapter_class
 from smppgw.providers.base import Provider
 from smppgw.server.factory import SmppFactory
@@ -91,6 +91,7 @@ class App:
         self.metrics.registry.register(_StoreCollector(self.store))
         self.providers = {name: build_provider(s, reactor) for name, s in config.providers.items()}
         self.gateway = Gateway(config, self.store, self.providers, self.metrics, reactor)
+        StateGauges(self.store.healthy, self.gateway.dispatcher.circuits, self.metrics.registry)
         self.factory = SmppFactory(self.gateway, config.server, self.metrics, reactor)
         self.webhooks = Webhooks(
             self.providers, config.providers, self.gateway.on_report, self.gateway.on_inbound, self.metrics

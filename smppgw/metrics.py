@@ -7,11 +7,11 @@ a message id.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
 
 
@@ -152,3 +152,47 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class StateGauges:
+    """Gauges read at scrape time from the objects that own the state (no work per message,
+    no timer): whether the store takes work, and which providers' circuit breakers are open.
+
+    `store_healthy` is the store's `healthy()` (any store: SQLite's writer thread, a Redis
+    connection); `circuits` yields (provider, open) pairs."""
+
+    def __init__(
+        self,
+        store_healthy: Callable[[], bool],
+        circuits: Callable[[], Iterable[tuple[str, bool]]],
+        registry: CollectorRegistry,
+    ) -> None:
+        self.store_healthy, self.circuits = store_healthy, circuits
+        registry.register(self)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "smppgw_store_up",
+            "1 while the store takes work (its healthy()), else 0",
+            value=_up(self.store_healthy),
+        )
+        family = GaugeMetricFamily(
+            "smppgw_provider_circuit_open",
+            "1 from the provider's circuit breaker opening until a request succeeds again "
+            "(open or half-open), else 0",
+            labels=["provider"],
+        )
+        for provider, is_open in self.circuits():
+            family.add_metric([provider], 1 if is_open else 0)
+        yield family
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:  # names only: nothing is read at registration
+        yield GaugeMetricFamily("smppgw_store_up", "")
+        yield GaugeMetricFamily("smppgw_provider_circuit_open", "", labels=["provider"])
+
+
+def _up(healthy: Callable[[], bool]) -> int:
+    try:
+        return 1 if healthy() else 0
+    except Exception:  # a store that cannot even say: not up
+        return 0

@@ -299,6 +299,11 @@ class Dispatcher:
         self._pump(lane)
         return waiting
 
+    def circuits(self) -> list[tuple[str, bool]]:
+        """(provider, tripped) for the metrics scrape: tripped from the breaker's opening until
+        a request succeeds again (open or half-open)."""
+        return [(name, lane.breaker.opened_at is not None) for name, lane in self.lanes.items()]
+
     def set_provider(self, name: str, provider: Provider) -> None:
         """A new adapter (a config reload) for new requests; a new lane for a new provider.
         Requests already in flight finish on the adapter they started with."""

@@ -257,7 +257,7 @@ async def test_bad_destination_gets_rinvdstadr(gw, dest, status):
 
 
 @pytest_twisted.ensureDeferred
-async def test_healthz_says_503_when_the_store_cannot_take_work(tmp_path):
+async def test_healthz_says_503_and_store_up_0_when_the_store_cannot_take_work(tmp_path):
     app = start_app(tmp_path)
 
     def get():
@@ -266,9 +266,15 @@ async def test_healthz_says_503_when_the_store_cannot_take_work(tmp_path):
         except urllib.error.HTTPError as e:
             return e.code
 
+    def store_up():
+        text = urllib.request.urlopen(f"http://127.0.0.1:{http_port(app)}/metrics", timeout=5).read()
+        return [line for line in text.decode().splitlines() if line.startswith("smppgw_store_up ")]
+
     try:
         assert await deferToThread(get) == 200
+        assert await deferToThread(store_up) == ["smppgw_store_up 1.0"]
         app.store.close()  # the writer thread is gone: nothing could be committed
         assert await deferToThread(get) == 503
+        assert await deferToThread(store_up) == ["smppgw_store_up 0.0"]
     finally:
         await app.stop(grace=1.0)

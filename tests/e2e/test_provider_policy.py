@@ -246,6 +246,38 @@ async def test_messages_fail_over_to_the_next_provider_when_the_first_is_down(tm
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_provider_whose_breaker_opened_shows_circuit_open_1_on_metrics(tmp_path):
+    app = start_app(
+        tmp_path,
+        providers={
+            "down": {"type": "smsclub", "url": f"http://127.0.0.1:{closed_port()}", "token": "t"},
+            "sim": {"type": "simulator", "delay": 0},
+        },
+        routes=[{"providers": ["down", "sim"]}],
+        dispatch={"max_attempts": 5, "retry_initial": 0.01, "retry_max": 0.02, "breaker_threshold": 2},
+    )
+    port, http = smpp_port(app), http_port(app)
+
+    def scenario():
+        esme = connect(port)
+        esme.submit()
+        ok = esme.pump(lambda: len(esme.receipts) == 1, timeout=15)  # via sim, once down's breaker opened
+        esme.close()
+        text = urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=5).read().decode()
+        return ok, [line for line in text.splitlines() if line.startswith("smppgw_provider_circuit_open")]
+
+    try:
+        ok, circuit = await deferToThread(scenario)
+        assert ok
+        assert sorted(circuit) == [
+            'smppgw_provider_circuit_open{provider="down"} 1.0',
+            'smppgw_provider_circuit_open{provider="sim"} 0.0',
+        ]
+    finally:
+        await app.stop(grace=1.0)
+
+
+@pytest_twisted.ensureDeferred
 async def test_least_cost_route_takes_the_provider_whose_published_price_is_lower(tmp_path):
     from smppgw.fakes.smsfly import FakeSmsFly
 

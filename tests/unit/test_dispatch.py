@@ -136,6 +136,7 @@ async def test_open_breaker_sends_new_messages_to_the_next_provider_and_retries_
     d.enqueue(record(2))
     await turn(clock)
     assert len(a.requests) == 2  # two failed requests: the breaker opens
+    assert d.circuits() == [("a", True), ("b", False)]
     d.enqueue(record(3))
     await turn(clock)
     assert len(a.requests) == 2
@@ -147,6 +148,7 @@ async def test_open_breaker_sends_new_messages_to_the_next_provider_and_retries_
     await turn(clock)
     assert len(a.requests) >= 3
     assert sorted(m for m, _, r in results if r.ok) == ["1", "2", "3"]
+    assert d.circuits() == [("a", False), ("b", False)]  # the good trial closed it
 
 
 def test_breaker_closes_after_a_good_trial_and_reopens_after_a_bad_one():
