@@ -1,6 +1,28 @@
+import os
+
 import pytest
+
+from tests.redisd import RedisServer, prefix
 
 
 @pytest.fixture
 def tmp_db(tmp_path):
     return tmp_path / "gateway.db"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """The run's Redis: the one ./scripts/test started (SMPPGW_TEST_REDIS), or one of our own."""
+    url = os.environ.get("SMPPGW_TEST_REDIS")
+    if url:
+        yield url
+        return
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis_store_config(redis_server):
+    """[store] settings for a Redis store of this test's own (its own key prefix)."""
+    return {"type": "redis", "url": redis_server, "key_prefix": prefix(), "claim_after": 3}

@@ -156,16 +156,28 @@ class Feed:
 
     def _deliver(self, account: str, entries: list[Any]) -> None:
         sink = self.store.sink
+        unwanted: list[str] = []
         for entry_id, fields in entries:
             if not fields:
                 continue  # deleted meanwhile (dropped as too old or too many)
+            if account not in self.rooms:
+                # read by a blocking call that began while a receiver was still here
+                unwanted.append(entry_id.decode())
+                continue
             record = record_from_entry(fields)
             self.held[self.entry_key(record)] = (account, entry_id.decode())
             self.delivered += 1
-            room = self.rooms.get(account)
-            if room is not None:
-                self.rooms[account] = room - 1
+            self.rooms[account] -= 1
             sink.deliver(record)
+        if unwanted:
+            self.store.background(self._return(account, unwanted))
+
+    async def _return(self, account: str, ids: list[str]) -> None:
+        s = self.store
+        try:
+            await s.script("give_back", [s.node, *ids], keys=[f"{s.prefix}rx:{account}"])
+        except Exception as e:  # taken over by another reader once idle for claim_after
+            log.warning("event=give_back_failed records=%d error=%r", len(ids), e)
 
     async def _inbox(self, inbox: str, entries: list[Any]) -> None:
         s = self.store
@@ -211,7 +223,9 @@ class Feed:
             for i in range(0, len(ids), 500):
                 await s.script("touch", [s.node, *ids[i : i + 500]], keys=[f"{s.prefix}rx:{account}"])
         idle = int(self.claim_after * 1000)
-        for account in [a for a in self.rooms if a in self.watched]:
+        for account in list(self.rooms):
+            if account not in self.watched:
+                await self._ensure(account)
             stream = f"{s.prefix}rx:{account}"
             reply = await s.client.xautoclaim(stream, GROUP, s.node, idle, "0-0", count=100)
             entries = reply[1] if reply else []
