@@ -33,11 +33,13 @@ def redis_binary() -> str:
 
 
 class RedisServer:
-    def __init__(self, directory: Path, *, appendonly: bool = False, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, *, appendonly: bool = False, fsync: str = "everysec", port: int | None = None
+    ) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
-        self.appendonly = appendonly
+        self.appendonly, self.fsync = appendonly, fsync
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -49,7 +51,7 @@ class RedisServer:
                 "--save", "", "--logfile", str(self.dir / "redis.log"),
                 "--appendonly", "yes" if self.appendonly else "no"]  # fmt: skip
         if self.appendonly:
-            args += ["--appendfsync", "always"]
+            args += ["--appendfsync", self.fsync]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         end = time.monotonic() + 10
         while time.monotonic() < end:

@@ -48,25 +48,31 @@ outcomes = {{ DELIVRD = 3, UNDELIV = 1 }}
     return path
 
 
-def start(config: Path, port: int) -> subprocess.Popen:
+def start(config: Path, port: int, log: Path | None = None) -> subprocess.Popen:
+    """`smppgw serve` as a process of its own, once it listens on `port`; its log (stderr) goes
+    to `log` when given."""
+    err = open(log, "ab") if log is not None else subprocess.PIPE  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "smppgw", "serve", "--config", str(config)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=err,
         start_new_session=True,
     )
-    end = time.monotonic() + 20
+    if log is not None:
+        err.close()  # type: ignore[union-attr]
+    end = time.monotonic() + 30
     while time.monotonic() < end:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return proc
         except OSError:
             if proc.poll() is not None:
-                raise AssertionError(proc.stderr.read().decode()) from None
+                text = log.read_text() if log is not None else proc.stderr.read().decode()  # type: ignore[union-attr]
+                raise AssertionError(text[-3000:]) from None
             time.sleep(0.05)  # waiting for a process to listen, not for a timer
     proc.kill()
-    raise AssertionError("gateway did not listen within 20 s")
+    raise AssertionError("gateway did not listen within 30 s")
 
 
 def final_count(http: int) -> float:
