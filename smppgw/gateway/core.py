@@ -203,6 +203,9 @@ class Gateway:
     def receipt_dropped(self, account: str, message_id: str, state: int, why: str) -> None:
         self.outbox.dropped_in_store(account, message_id, state, why)
 
+    def waiting(self, counts: dict[str, int]) -> None:
+        self.outbox.waiting_in_store(counts)
+
     def claimed(self, records: list[MessageRecord]) -> None:
         """Carry on with a dead process's unfinished messages, as after a restart."""
         fresh = [r for r in records if r.id not in self.live]

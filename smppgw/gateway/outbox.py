@@ -300,9 +300,16 @@ class Outbox:
         self._done(record, why)
 
     def _gauge(self, a: _Account) -> None:
+        if self.shared:
+            return  # the store's count of every process's waiting records (waiting_in_store)
         self.metrics.child(self.metrics.outbox_depth, a.name).set(
             len(a.queue) + a.in_flight + len(a.retry_timers)
         )
+
+    def waiting_in_store(self, counts: dict[str, int]) -> None:
+        """A shared store's count per account: what waits in it, held by a process or not."""
+        for account, n in counts.items():
+            self.metrics.child(self.metrics.outbox_depth, account).set(n)
 
     # -- age limit ----------------------------------------------------------------------------
 

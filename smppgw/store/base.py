@@ -194,6 +194,10 @@ class StoreSink(Protocol):
         """The store dropped a waiting deliver_sm (too many waited, or too long)."""
         ...
 
+    def waiting(self, counts: dict[str, int]) -> None:
+        """How many deliver_sm wait per account in a shared store (every process's together)."""
+        ...
+
 
 class Bucket(Protocol):
     """A token bucket (`smppgw.tokens.TokenBucket`, or one shared by several processes)."""

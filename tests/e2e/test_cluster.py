@@ -73,6 +73,10 @@ def test_receipts_waiting_for_a_receiver_go_where_it_binds_next(tmp_path, store,
     nodes += [a, b]
     tx = connect(a.smpp, kind="transmitter")
     acked = send(tx, 100)  # no receiver anywhere: they wait
+    deadline = time.monotonic() + 10
+    while not a.metric("smppgw_receipt_outbox", account="demo") == b.metric("smppgw_receipt_outbox") == 100:
+        assert time.monotonic() < deadline, "both processes report the receipts waiting in Redis"
+        time.sleep(0.1)  # polling real processes' metrics
     first = connect(b.smpp, kind="receiver")
     first.answer_status = 0x64  # temporary refusals: b keeps them and retries later
     assert first.pump(lambda: len(first.receipts) >= 10, timeout=20)

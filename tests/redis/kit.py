@@ -22,6 +22,7 @@ class Sink:
     claimed: list[MessageRecord] = field(default_factory=list)
     dropped: list[tuple[str, str, int, str]] = field(default_factory=list)
     fenced_count: int = 0
+    waiting_counts: dict[str, int] = field(default_factory=dict)
 
     def deliver(self, record: OutboxRecord) -> None:
         self.delivered.append(record)
@@ -59,6 +60,9 @@ class _Adapter:
 
     def receipt_dropped(self, account: str, message_id: str, state: int, why: str) -> None:
         self.sink.receipt_dropped(account, message_id, state, why)
+
+    def waiting(self, counts: dict[str, int]) -> None:
+        self.sink.waiting_counts = counts
 
 
 def make_store(

@@ -206,6 +206,7 @@ class Feed:
             await asyncio.sleep(max(1.0, self.claim_after / 3))
             try:
                 await self._touch_and_adopt()
+                await self._count_waiting()
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + SWEEP_EVERY
                     await self._sweep()
@@ -232,6 +233,18 @@ class Feed:
             if entries:
                 event(log, "receipts_adopted", logging.WARNING, account=account, records=len(entries))
                 self._deliver(account, entries)
+
+    async def _count_waiting(self) -> None:
+        s = self.store
+        accounts = [raw.decode() for raw in await s.client.smembers(f"{s.prefix}rxs")]
+        if not accounts:
+            return
+        pipe = s.client.pipeline(transaction=False)
+        for account in accounts:
+            pipe.xlen(f"{s.prefix}rx:{account}")
+        counts = dict(zip(accounts, map(int, await pipe.execute()), strict=True))
+        if s.sink is not None:
+            s.sink.waiting(counts)
 
     async def _sweep(self) -> None:
         s = self.store
