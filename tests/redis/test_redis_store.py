@@ -457,3 +457,28 @@ async def test_without_redis_new_submits_fail_at_once_and_state_changes_wait_for
         await aio(body())
     finally:
         server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_receipts_nobody_reads_for_max_age_are_dropped_and_dead_readers_forgotten(keys):
+    async def body():
+        url, p = keys
+        store, sink = make_store(url, p, "n1", max_age=0.001)
+        m = final(31)
+        await write(store, [InsertMessage(message(31))])
+        await write(store, [UpdateMessage(m), AddOutbox(receipt(m))])
+        r = raw(url)
+        r.xgroup_createconsumer(f"{p}rx:demo", "gw", "gone-123")  # a reader whose process ended
+        await until(
+            lambda: (
+                r.time()[0] * 1000 + r.time()[1] // 1000 > int(r.xrange(f"{p}rx:demo")[0][0].split(b"-")[0])
+            )
+        )
+        await store.feed._sweep()
+        assert r.xlen(f"{p}rx:demo") == 0
+        assert r.hmget(f"{p}m:{m.id}", "receipt", "receipt_to") == [b"4", b"expired"]
+        assert sink.dropped == [("demo", m.id, 2, "expired")]
+        assert [c["name"] for c in r.xinfo_consumers(f"{p}rx:demo", "gw")] == []
+        await close(store)
+
+    await aio(body())

@@ -254,3 +254,13 @@ class Feed:
             account = raw.decode()
             dropped = await s.script("sweep", [s.prefix, account, int(self.max_age * 1000), SWEEP_LIMIT])
             s.report_dropped(dropped)
+            await self._forget_dead_readers(f"{s.prefix}rx:{account}")
+
+    async def _forget_dead_readers(self, stream: str) -> None:
+        """Consumers of processes that are gone and hold nothing any more (what they held was
+        taken over): off the group's list, which would otherwise grow with every restart."""
+        s = self.store
+        for c in await s.client.xinfo_consumers(stream, GROUP):
+            name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
+            if c["pending"] == 0 and name != s.node and not await s.client.exists(f"{s.prefix}node:{name}"):
+                await s.client.xgroup_delconsumer(stream, GROUP, name)

@@ -46,7 +46,7 @@ local function drop_entry(P, stream, e, why, now, dropped, account)
 end
 """
 
-# ARGV: prefix, node, now, max_per_account, pid_ttl_ms, ops (JSON). Returns {fenced ids, early
+# ARGV: prefix, node, now, max_per_account, pid_ttl_ms, ops (JSON), trail ttl ms. Returns {fenced ids, early
 # reports (JSON), dropped receipts as (account, message_id, state, why) quadruples}.
 COMMIT = (
     _DROP_ENTRY
@@ -54,6 +54,7 @@ COMMIT = (
 local P, me, now = ARGV[1], ARGV[2], ARGV[3]
 local maxper, pidttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local ops = cjson.decode(ARGV[6])
+local trailttl = tonumber(ARGV[7])
 local NULL = cjson.null
 local open = P .. 'open:' .. me
 local fenced, early, dropped, newly_owed = {}, {}, {}, {}
@@ -80,7 +81,7 @@ for _, op in ipairs(ops) do
         'err', op[6], 'attempts', op[7], 'receipt', receipt)
       opt(key, 'done_at', op[8])
       opt(key, 'sent_at', op[9])
-      if state < 2 and pid ~= '' and (old[2] ~= pid or old[1] ~= provider) then
+      if state < 2 and pid ~= '' and provider ~= '' and (old[2] ~= pid or old[1] ~= provider) then
         redis.call('SET', P .. 'pid:' .. provider .. ':' .. pid, id, 'PX', pidttl)
         local ek = P .. 'early:' .. provider .. ':' .. pid
         local e = redis.call('GET', ek)
@@ -148,7 +149,9 @@ for _, op in ipairs(ops) do
       redis.call('XDEL', stream, op[7])
     end
   elseif kind == 'E' then
-    redis.call('RPUSH', P .. 'ev:' .. op[2], op[3])
+    local key = P .. 'ev:' .. op[2]
+    redis.call('RPUSH', key, op[3])
+    redis.call('PEXPIRE', key, trailttl)  -- retention removes it with its message; this, if not
   end
 end
 return {fenced, early, dropped}

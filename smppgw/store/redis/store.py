@@ -111,6 +111,7 @@ class RedisStore:
         self.token = secrets.token_hex(8)  # this process's heartbeat value
         self.max_per_account = receipts.max_per_account
         self.pid_ttl_ms = int((dispatch.status_horizon + 86400) * 1000)
+        self.trail_ttl_ms = int((config.keep_final + dispatch.status_horizon + 86400) * 1000)
         self.max_batch = config.max_batch
         self.sink: StoreSink | None = None
         self._queue: deque[tuple[Sequence[Op], Done]] = deque()
@@ -178,6 +179,10 @@ class RedisStore:
         deadline = time.monotonic() + grace
         while (self._queue or self._committing or self._kept) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+        loops = {t for t in self._tasks if t.get_coro().__name__ in ("_run", "_read_loop", "_keep_loop")}
+        chores = self._tasks - loops  # records given back, binds released: let them land
+        if chores:
+            await asyncio.wait(chores, timeout=max(0.1, deadline - time.monotonic()))
         self._closed = True
         await self.lease.stop()
         await self.feed.stop()
@@ -314,7 +319,7 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=False)
         for part in parts:
             if part is not None:
-                pipe.evalsha(sha, 0, *head, part.payload)
+                pipe.evalsha(sha, 0, *head, part.payload, self.trail_ttl_ms)
         if self.config.wait_replicas:
             pipe.wait(self.config.wait_replicas, int(self.config.wait_timeout * 1000))
         try:
