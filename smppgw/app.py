@@ -65,6 +65,25 @@ def make_store(config: Config, reactor: Any) -> Store:
     return SqliteStore(c.path, reactor.callFromThread, durability=c.durability, max_batch=c.max_batch)
 
 
+def _check_claim_after(config: Config) -> None:
+    """A process that loses Redis stops starting provider requests after claim_after / 2; one
+    already under way may last its provider's timeout. Longer, and another process that took
+    the message over could send it a second time meanwhile: say so at start."""
+    if config.store.type != "redis" or not config.providers:
+        return
+    name, slowest = max(((n, s.timeout) for n, s in config.providers.items()), key=lambda x: x[1])
+    if config.store.claim_after / 2 < slowest:
+        event(
+            log,
+            "claim_after_short",
+            logging.WARNING,
+            claim_after=config.store.claim_after,
+            provider=name,
+            timeout=slowest,
+            advice="claim_after should be at least twice the longest provider timeout",
+        )
+
+
 class _StoreCollector:
     def __init__(self, store: Any) -> None:
         self.store = store
@@ -90,6 +109,7 @@ class App:
         self.store = make_store(config, reactor)
         self.metrics.registry.register(_StoreCollector(self.store))
         self.providers = {name: build_provider(s, reactor) for name, s in config.providers.items()}
+        _check_claim_after(config)
         self.gateway = Gateway(config, self.store, self.providers, self.metrics, reactor)
         StateGauges(self.store.healthy, self.gateway.dispatcher.circuits, self.metrics.registry)
         self.factory = SmppFactory(self.gateway, config.server, self.metrics, reactor)

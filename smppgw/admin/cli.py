@@ -256,6 +256,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
         config = load(args.config)
     except ConfigError as e:
         raise CliError(f"config error: {e}", 2) from None
+    if config.store.type != "sqlite":
+        raise CliError(
+            f'{args.config}: store.type is "{config.store.type}": backup copies a SQLite store; '
+            "back Redis up with its own persistence (AOF files, BGSAVE and the RDB file)",
+            2,
+        )
     src = Path(config.store.path)
     dest = Path(args.file)
     if not src.is_file():
