@@ -462,3 +462,22 @@ def test_fake_from_options_takes_the_token_and_switches():
     options = {"token": "t", "rate_limit": 0, "no_balance": True, "senders": ["X"]}
     with FakeSmsClub.from_options(0, options) as fake:
         assert (fake.token, fake.rate_limit, fake.no_balance, fake.senders) == ("t", None, True, ["X"])
+
+
+@pytest_twisted.ensureDeferred
+async def test_453_for_a_message_an_earlier_process_may_have_sent_is_accepted(fake, make):
+    earlier = make()  # the process that sent it, then died before recording the answer
+    await aio(earlier.send([sms()]))
+    taken_over = make()  # the process that took the message over: it knows nothing of the send
+
+    [again] = await aio(taken_over.send([sms(maybe_sent=True)]))
+
+    assert again.ok and again.provider_id is None
+    assert (again.state, again.provider_status) == (UNKNOWN, "453")
+    assert len(fake.messages) == 1  # one SMS, not two
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_message_that_may_have_been_sent_but_was_not_goes_out_normally(fake, make):
+    [res] = await aio(make().send([sms(maybe_sent=True)]))
+    assert res.ok and res.provider_id and len(fake.messages) == 1

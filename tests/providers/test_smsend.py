@@ -12,6 +12,7 @@ import logging
 import socket
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -515,3 +516,14 @@ def test_fake_from_options_builds_a_configured_fake():
         assert (f.delay, f.username, f.demo, f.port > 0) == (5.0, "u", True, True)
     with pytest.raises(ValueError, match="unknown options"):
         FakeSmSend.from_options(0, {"colour": "red"})
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_message_an_earlier_process_may_have_sent_is_looked_up_first(fake, adapters):
+    await aio(adapters(fake).send([sms("r1")]))  # sent by a process that died before recording it
+    [res] = await aio(adapters(fake).send([replace(sms("r1"), maybe_sent=True)]))  # its successor
+    assert res.ok and res.provider_id == "r1"
+    assert list(fake.orders) == ["r1"] and len(fake.requests_to("POST", "/sms")) == 1
+    [fresh] = await aio(adapters(fake).send([replace(sms("r2"), maybe_sent=True)]))
+    assert fresh.ok and list(fake.orders) == ["r1", "r2"]  # not there: sent after the lookup
+    assert len(fake.requests_to("GET", "/sms/r2")) == 1
