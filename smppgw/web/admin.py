@@ -29,7 +29,7 @@ from smppgw.config import AdminConfig
 from smppgw.gateway.trail import timeline
 from smppgw.logs import event
 from smppgw.providers.base import STAT_WORDS
-from smppgw.store.base import MessageRecord, Store, TrailEvent
+from smppgw.store.base import RECEIPT_NAMES, MessageRecord, Store, TrailEvent
 
 if TYPE_CHECKING:
     from smppgw.admin.control import Control
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("smppgw.admin")
 
-_TIMES = ("submitted_at", "done_at", "schedule_at", "valid_until")
+_TIMES = ("submitted_at", "stored_at", "sent_at", "done_at", "receipt_at", "schedule_at", "valid_until")
 
 
 @lru_cache(maxsize=16)
@@ -118,6 +118,7 @@ class AdminApi(Resource):
 def message_json(record: MessageRecord) -> dict[str, Any]:
     out: dict[str, Any] = dataclasses.asdict(record)
     out["state_name"] = STAT_WORDS.get(record.state, "QUEUED")
+    out["receipt_name"] = RECEIPT_NAMES.get(record.receipt, str(record.receipt))
     for key in _TIMES:
         out[f"{key}_utc"] = iso(out[key])
     return out
