@@ -17,6 +17,7 @@ from smppgw.admin.live import LiveView
 from smppgw.aio import as_deferred
 from smppgw.config import Config, ProviderSettings, load
 from smppgw.gateway.core import Gateway
+from smppgw.listen import listen
 from smppgw.logs import event
 from smppgw.metrics import Metrics, StateGauges
 from smppgw.providers import adapter_class
@@ -103,8 +104,9 @@ class _StoreCollector:
 
 
 class App:
-    def __init__(self, config: Config, reactor: Any) -> None:
-        self.config, self.reactor = config, reactor
+    def __init__(self, config: Config, reactor: Any, worker: int | None = None) -> None:
+        """`worker`: this process's number among the workers of `serve --workers` (None: alone)."""
+        self.config, self.reactor, self.worker = config, reactor, worker
         self.metrics = Metrics()
         self.store = make_store(config, reactor)
         self.metrics.registry.register(_StoreCollector(self.store))
@@ -124,32 +126,40 @@ class App:
             self.metrics, self.gateway.healthy, self.webhooks, None if own_admin else self.admin
         )
         self.smpp_port: IListeningPort | None = None
+        self.tls_port: IListeningPort | None = None
         self.http_port: IListeningPort | None = None
+        self.worker_http_port: IListeningPort | None = None  # `serve --workers`: this worker's own
         self.admin_port: IListeningPort | None = None
 
     def start(self) -> None:
         self.gateway.start()
-        c = self.config
-        self.smpp_port = self.reactor.listenTCP(c.server.port, self.factory, interface=c.server.host)
-        self.http_port = self.reactor.listenTCP(c.http.port, self.site, interface=c.http.host)
-        if c.admin.port is not None:
-            site = admin_site(self.admin)
-            self.admin_port = self.reactor.listenTCP(c.admin.port, site, interface=c.admin.host)
-        self.live.start()
-        self.tls_port: IListeningPort | None = None
+        c, reactor = self.config, self.reactor
+        shared = self.worker is not None  # `serve --workers`: every worker listens on these ports
+        self.smpp_port = listen(reactor, c.server.host, c.server.port, self.factory, shared=shared)
         if c.server.tls_port is not None:  # SMPP over TLS: its own port, the same sessions and accounts
             from smppgw.server.tls import server_options  # needs pyOpenSSL: imported only when used
 
-            options = server_options(c.server.tls_cert, c.server.tls_key)
-            self.tls_port = self.reactor.listenSSL(
-                c.server.tls_port, self.factory, options, interface=c.server.host
+            tls = server_options(c.server.tls_cert, c.server.tls_key)
+            self.tls_port = listen(
+                reactor, c.server.host, c.server.tls_port, self.factory, shared=shared, tls=tls
             )
+        self.http_port = listen(reactor, c.http.host, c.http.port, self.site, shared=shared)
+        if self.worker is not None and c.http.worker_ports_from is not None:
+            own = c.http.worker_ports_from + self.worker  # this worker's alone: its own /metrics
+            self.worker_http_port = listen(reactor, c.http.host, own, self.site)
+        if c.admin.port is not None:
+            site = admin_site(self.admin)
+            self.admin_port = listen(reactor, c.admin.host, c.admin.port, site, shared=shared)
+        self.live.start()
         event(
             log,
             "listening",
             smpp=f"{c.server.host}:{self.smpp_port.getHost().port}",
             smpp_tls=f"{c.server.host}:{self.tls_port.getHost().port}" if self.tls_port else "-",
             http=f"{c.http.host}:{self.http_port.getHost().port}",
+            worker_http=(
+                f"{c.http.host}:{self.worker_http_port.getHost().port}" if self.worker_http_port else "-"
+            ),
             admin=self._admin_where(),
             config=c.source,
         )
@@ -165,7 +175,7 @@ class App:
     def reload(self) -> dict[str, Any] | None:
         """SIGHUP: re-read the config file; a bad one is logged (by Control) and changes nothing."""
         try:
-            return self.control.reload()
+            return self.control.reload(announce=False)  # every worker of --workers got the signal
         except ReloadRefused:
             return None
 
@@ -174,7 +184,8 @@ class App:
         """Stop taking connections, unbind every session, give answers `grace` seconds, close."""
         event(log, "stopping", sessions=len(self.factory.sessions))
         self.live.stop()
-        for port in (self.smpp_port, self.http_port, self.admin_port, getattr(self, "tls_port", None)):
+        ports = (self.smpp_port, self.tls_port, self.http_port, self.worker_http_port, self.admin_port)
+        for port in ports:
             if port is not None:
                 yield port.stopListening()
         self.factory.unbind_all()

@@ -49,6 +49,9 @@ class ServerConfig:
 class HttpConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    # `serve --workers N`: worker i also serves this site on port worker_ports_from + i, so each
+    # worker's /metrics can be scraped (the shared port reaches one worker at random); None: off
+    worker_ports_from: int | None = None
 
 
 @dataclass(frozen=True)
@@ -303,8 +306,12 @@ def _port(r: _Reader, name: str, default: int) -> int:
 
 def _http(r: _Reader) -> HttpConfig:
     cfg = HttpConfig(
-        host=r.get("host", str, HttpConfig.host, "a host address"), port=_port(r, "port", HttpConfig.port)
+        host=r.get("host", str, HttpConfig.host, "a host address"),
+        port=_port(r, "port", HttpConfig.port),
+        worker_ports_from=_port(r, "worker_ports_from", 0) if "worker_ports_from" in r.table else None,
     )
+    if cfg.worker_ports_from == 0:
+        raise r.error("worker_ports_from", "a fixed TCP port (1-65535): worker i listens on it + i, got 0")
     r.finish()
     return cfg
 

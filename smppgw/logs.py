@@ -2,6 +2,7 @@
 
 Callers log `event(log, "name", key=value, ...)`. Values are quoted when they hold spaces.
 Secrets are never passed in: accounts are named by system_id, providers by name.
+A worker of `serve --workers N` tags every line of its process with `worker=i` (`tag_process`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,14 @@ import logging
 import sys
 import time
 from typing import Any
+
+# Fields every line of this process carries (a worker's number); set once at start.
+_process: dict[str, Any] = {}
+
+
+def tag_process(**fields: Any) -> None:
+    """Add fields to every log line of this process, whatever `setup` is called with later."""
+    _process.update(fields)
 
 
 def _kv(value: Any) -> str:
@@ -25,6 +34,8 @@ class KvFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
         head = f"ts={ts} level={record.levelname.lower()} logger={record.name}"
+        if _process:
+            head += "".join(f" {k}={_kv(v)}" for k, v in _process.items())
         if fields is not None:
             body = " ".join(f"{k}={_kv(v)}" for k, v in fields.items())
         else:
@@ -38,6 +49,7 @@ class KvFormatter(logging.Formatter):
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {"ts": record.created, "level": record.levelname.lower(), "logger": record.name}
+        out.update(_process)
         fields = getattr(record, "fields", None)
         out.update(fields if fields is not None else {"msg": record.getMessage()})
         if record.exc_info:
