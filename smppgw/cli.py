@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import signal
 import sys
 from typing import Any
@@ -22,6 +23,8 @@ def _load(path: str) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.workers is not None and args.worker is None:
+        return _supervise(args)
     from twisted.internet import asyncioreactor
 
     asyncioreactor.install()  # before anything imports the reactor: httpx shares this loop
@@ -33,10 +36,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from smppgw.config import ConfigError
 
     config = _load(args.config)
+    link = None
+    if args.worker is not None:  # one of `serve --workers N`'s processes, started by the parent
+        from smppgw.workers import ParentLink, worker_config
+
+        config = worker_config(config, args.worker)
+        logs.tag_process(worker=args.worker)
+        link = ParentLink(args.parent_fd) if args.parent_fd is not None else None
     logs.setup(config.log.level, config.log.format)
     globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
     try:
-        app = App(config, reactor)
+        app = App(config, reactor, worker=args.worker)
         app.start()
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
@@ -44,11 +54,46 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except Exception as e:  # a port in use, a store that cannot be opened: say which, exit non-zero
         print(f"cannot start: {e}", file=sys.stderr)
         return 1
+    if link is not None:
+        app.control.announce = link.reloaded  # an admin API reload: the parent reloads the others
+        reactor.callWhenRunning(link.ready)
     reactor.addSystemEventTrigger("before", "shutdown", app.stop)
     signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
     signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(app.reload))  # re-read the file
     reactor.run()
     return 0
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """`serve --workers N`: check the config here (exit 2 as check-config would), then run and
+    watch N worker processes (smppgw/workers.py)."""
+    from twisted.internet.task import Clock
+
+    from smppgw import logs
+    from smppgw.app import load_checked
+    from smppgw.config import ConfigError
+    from smppgw.logs import event
+    from smppgw.workers import Supervisor, log, refusal, worker_command
+
+    try:
+        config, _ = load_checked(args.config, Clock())
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    why = refusal(config, args.workers)
+    if why is not None:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
+    logs.setup(config.log.level, config.log.format)
+    if config.http.worker_ports_from is None:
+        event(
+            log,
+            "worker_metrics_shared",
+            level=logging.WARNING,
+            http=f"{config.http.host}:{config.http.port}",
+            hint="each scrape reaches one worker at random; set [http] worker_ports_from",
+        )
+    return Supervisor(args.workers, lambda i, fd: worker_command(args.config, i, fd)).run()
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -118,6 +163,14 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the gateway")
     s.add_argument("--config", default="conf/gateway.toml", help="TOML config file (default: %(default)s)")
+    s.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run N gateway processes sharing the ports (SO_REUSEPORT) and the Redis store",
+    )
+    s.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the parent of --workers
+    s.add_argument("--parent-fd", type=int, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_serve)
     c = sub.add_parser("check-config", help="validate a config file; exit 2 naming file, key and expectation")
     c.add_argument("config", help="TOML config file")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from smppgw import logs
@@ -40,7 +41,7 @@ log = logging.getLogger("smppgw.admin")
 
 _RESTART = {
     "server": ("host", "port", "tls_port", "tls_cert", "tls_key"),
-    "http": ("host", "port"),
+    "http": ("host", "port", "worker_ports_from"),
     "store": (
         "type",
         "path",
@@ -65,6 +66,9 @@ class ReloadRefused(Exception):
 class Control:
     def __init__(self, app: App) -> None:
         self.app = app
+        # `serve --workers`: called after a reload asked for over the admin API (not SIGHUP), so
+        # that the parent reloads the other workers too
+        self.announce: Callable[[], None] | None = None
         self.paused: set[str] = set()  # paused by an operator (not retired providers)
         self.retired: dict[str, Any] = {}  # removed providers still answering: name -> settings
         for name in app.providers:
@@ -100,8 +104,9 @@ class Control:
 
     # -- reload -------------------------------------------------------------------------------
 
-    def reload(self) -> dict[str, Any]:
-        """Re-read the config file; ReloadRefused (and the old config stays) when it is bad."""
+    def reload(self, announce: bool = True) -> dict[str, Any]:
+        """Re-read the config file; ReloadRefused (and the old config stays) when it is bad.
+        `announce`: tell the other workers of `serve --workers` (False when they got SIGHUP too)."""
         from smppgw.app import load_checked
 
         path = self.app.config.source
@@ -110,6 +115,10 @@ class Control:
         except ConfigError as e:
             event(log, "reload_refused", logging.ERROR, config=path, error=str(e))
             raise ReloadRefused(f"config error: {e}") from None
+        if self.app.worker is not None:
+            from smppgw.workers import worker_config
+
+            new = worker_config(new, self.app.worker)
         answer = self.apply(new, built)
         event(
             log,
@@ -120,6 +129,8 @@ class Control:
             removed=",".join(answer["removed"]) or "-",
             needs_restart=",".join(answer["needs_restart"]) or "-",
         )
+        if announce and self.announce is not None:
+            self.announce()
         return answer
 
     def apply(self, new: Config, built: dict[str, Provider]) -> dict[str, Any]:
