@@ -50,6 +50,7 @@ from smppgw.store.base import (
     StoreSink,
     TrailDone,
     TrailEvent,
+    UpdateMessage,
 )
 from smppgw.store.redis.codec import encode_ops, message_from_hash, report_from_json, report_json
 from smppgw.store.redis.feed import GROUP, Feed
@@ -261,11 +262,32 @@ class RedisStore:
                 ops, done = self._queue.popleft()
                 (fresh_writes if _fresh(ops) else state_writes).append((ops, done))
                 count += len(ops)
+            if self._queue:
+                self._take_followers(state_writes, fresh_writes)
             entries = self.feed.held
             state = _Part(state_writes, entries) if state_writes else None
             fresh = _Part(fresh_writes, entries) if fresh_writes else None
         self._committing = True
         start(self._commit(state, fresh))
+
+    def _take_followers(
+        self, state_writes: list[tuple[Sequence[Op], Done]], fresh_writes: list[tuple[Sequence[Op], Done]]
+    ) -> None:
+        """After a cut at max_batch: an update is encoded with its record's columns as they are
+        now, so the record's later writes still queued (a final state with its receipt) go in
+        this batch too; otherwise the script sees the final state without the receipt it owes,
+        and the next batch's update of a message no longer open counts as not ours."""
+        taken = state_writes + fresh_writes
+        ids = {op.record.id for ops, _ in taken for op in ops if type(op) is UpdateMessage}  # type: ignore[union-attr]
+        rest: deque[tuple[Sequence[Op], Done]] = deque()
+        for ops, done in self._queue:
+            mine = {op.record.id for op in ops if type(op) is UpdateMessage}  # type: ignore[union-attr]
+            if mine & ids:
+                ids |= mine
+                (fresh_writes if _fresh(ops) else state_writes).append((ops, done))
+            else:
+                rest.append((ops, done))
+        self._queue = rest
 
     async def _commit(self, state: _Part | None, fresh: _Part | None) -> None:
         errors: list[BaseException | None] = [None, None]
