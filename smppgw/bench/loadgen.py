@@ -12,6 +12,7 @@ import asyncio
 import random
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from smppgw.smpp.codec import encode
@@ -178,7 +179,7 @@ class Connection:
 
 async def run_load(
     host: str,
-    port: int,
+    port: int | Sequence[int],
     count: int,
     connections: int,
     window: int,
@@ -190,10 +191,14 @@ async def run_load(
     system_id: str = "bench",
     password: str = "bench",
 ) -> Stats:
+    """`port`: one port, or several (gateway nodes): connection i goes to port i mod their number."""
+    ports = [port] if isinstance(port, int) else list(port)
     stats = Stats()
     bodies = templates(mix, rd, texts)
     conns = [Connection(stats, window, bodies) for _ in range(connections)]
-    await asyncio.gather(*(c.open(host, port, system_id, password) for c in conns))
+    await asyncio.gather(
+        *(c.open(host, ports[i % len(ports)], system_id, password) for i, c in enumerate(conns))
+    )
     per = [count // connections + (1 if i < count % connections else 0) for i in range(connections)]
     stats.first_send = start = time.perf_counter()
     await asyncio.wait_for(

@@ -1,4 +1,5 @@
-"""Rows into results: the median of repeated runs, the ratios current/other, the text tables."""
+"""Rows into results: the median of repeated runs, the ratios base/other (gateway revisions,
+stores), S6's 2 nodes / 1 node, the text tables."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 COLUMNS = [
     "scenario",
     "gateway",
+    "store",
     "acked",
     "receipts",
     "submit_msg_s",
@@ -20,6 +22,12 @@ COLUMNS = [
     "receipt_p99_ms",
     "receipt_p99_over_delay_ms",
     "cpu_s_per_1000",
+    "cpu_s_per_1000_node1",
+    "cpu_s_per_1000_node2",
+    "redis_cpu_s_per_1000",
+    "loadgen_cpu_s_per_1000",
+    "all_cpu_s_per_1000",
+    "cpu_bound_msg_s",
     "writer_cpu_share",
     "peak_rss_mb",
     "kb_per_session",
@@ -54,28 +62,58 @@ def ratio(a: Any, b: Any) -> float | None:
     return round(a / b, 3)
 
 
-def compare(rows: list[dict[str, Any]], base: str = "current") -> list[dict[str, Any]]:
-    """For each scenario, the `base` gateway's row against every other gateway's row."""
+def side(row: dict[str, Any]) -> str | None:
+    """What a row measured: its gateway, and its store when several were compared."""
+    return row.get("side") or row.get("gateway")
+
+
+def compare(rows: list[dict[str, Any]], base: str | None = None) -> list[dict[str, Any]]:
+    """For each scenario, the `base` side's row (default: the scenario's first, i.e. the current
+    gateway on the first store) against every other side's row."""
     out = []
-    for row in rows:
-        if row.get("gateway") != base:
+    for scenario in dict.fromkeys(r["scenario"] for r in rows):
+        mine = [r for r in rows if r["scenario"] == scenario and side(r) is not None]
+        first = next((r for r in mine if side(r) == base), mine[0] if mine else None)
+        for other in mine:
+            if other is first or first is None:
+                continue
+            out.append(
+                {
+                    "scenario": scenario,
+                    "current": side(first),
+                    "against": side(other),
+                    "against_sha": other.get("gateway_sha", ""),
+                    "ratio": {k: ratio(first.get(k), other.get(k)) for k in RATIOS},
+                }
+            )
+    return out
+
+
+def scaling(
+    rows: list[dict[str, Any]], one: str = "S6 1 node", two: str = "S6 2 nodes"
+) -> list[dict[str, Any]]:
+    """S6: for each side, the 2-node row over the 1-node row."""
+    out = []
+    for r1 in rows:
+        if r1["scenario"] != one:
             continue
-        for other in rows:
-            if other.get("scenario") == row["scenario"] and other.get("gateway") not in (base, None):
-                out.append(
-                    {
-                        "scenario": row["scenario"],
-                        "current": row["gateway"],
-                        "against": other["gateway"],
-                        "against_sha": other.get("gateway_sha", ""),
-                        "ratio": {k: ratio(row.get(k), other.get(k)) for k in RATIOS},
-                    }
-                )
+        r2 = next((r for r in rows if r["scenario"] == two and side(r) == side(r1)), None)
+        if r2 is not None:
+            out.append(
+                {
+                    "side": side(r1),
+                    "ratio": {k: ratio(r2.get(k), r1.get(k)) for k in RATIOS},
+                    # the most 2 nodes could give here: all cores busy at the 2-node run's CPU cost
+                    "cpu_bound_ratio": ratio(r2.get("cpu_bound_msg_s"), r1.get("submit_msg_s")),
+                }
+            )
     return out
 
 
 def table(rows: list[dict[str, Any]], columns: list[str] = COLUMNS) -> str:
     cols = [c for c in columns if any(r.get(c) is not None for r in rows)]
+    if all(r.get("store") in (None, "sqlite") for r in rows):
+        cols = [c for c in cols if c != "store"]  # the default store goes without saying
     lines = [" | ".join(cols)]
     for r in rows:
         lines.append(" | ".join("-" if r.get(c) is None else str(r.get(c)) for c in cols))
@@ -89,4 +127,12 @@ def ratio_table(comparisons: list[dict[str, Any]]) -> str:
             continue  # e.g. S4, which measures memory only
         values = ["-" if c["ratio"][k] is None else f"{c['ratio'][k]:.3f}" for k in RATIOS]
         lines.append(" | ".join([c["scenario"], f"{c['current']}/{c['against']}", *values]))
+    return "\n".join(lines)
+
+
+def scaling_table(rows: list[dict[str, Any]]) -> str:
+    lines = [" | ".join(["S6 2 nodes / 1 node", *RATIOS, "cpu_bound_ratio"])]
+    for r in rows:
+        values = [r["ratio"][k] for k in RATIOS] + [r.get("cpu_bound_ratio")]
+        lines.append(" | ".join([str(r["side"]), *("-" if v is None else f"{v:.3f}" for v in values)]))
     return "\n".join(lines)

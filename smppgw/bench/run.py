@@ -10,6 +10,10 @@ Scenarios (bounded in count and time, loopback only):
   S3 latency  a fixed offered rate (default 2,000 msg/s); latency percentiles
   S4 idle     1,000 bound sessions; RSS per session
   S5 mix      20% two-part UDH, 20% UCS2
+  S6 nodes    S1's load on the Redis store against 1 node and against 2 nodes (two `smppgw serve`
+              processes on their own ports sharing one Redis; the load generator spreads its
+              connections over both), in turn; the ratio 2 nodes / 1 node, and the CPU per 1,000
+              messages of each node, of redis-server and of the load generator
   null        S1's load against a trivial responder: the load generator's own ceiling
 
 --against REV builds REV's gateway (.bench/rev-<sha>/, reused) and runs every scenario against
@@ -17,6 +21,9 @@ both gateways in turn (current, REV, current, REV … with --repeat), with the s
 generator (this checkout's); it prints both rows and the ratios current/REV.
 --rate applies to every scenario when given (S3's default is 2,000 msg/s); "50%" means half of
 the current gateway's S1 msg/s, measured first in the same run.
+--store sqlite,redis runs every gateway scenario on each store in turn (the first listed is the
+base of the ratios). Redis scenarios (and S6) use a redis-server the bench starts itself on a
+free loopback port (no persistence unless --redis-aof), emptied before every run.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -36,9 +44,11 @@ from typing import Any
 
 from smppgw.bench import report, revs
 from smppgw.bench.loadgen import Stats, hold_idle, run_load
+from smppgw.bench.redisd import AOF, BenchRedis
 from smppgw.bench.revs import Gateway
 
-ALL = ("null", "S1", "S1d", "S2", "S3", "S4", "S5")
+ALL = ("null", "S1", "S1d", "S2", "S3", "S4", "S5", "S6")
+STORES = ("sqlite", "redis")
 WRITER_COMM = "smppgw-sqlite-w"  # the store's writer thread, as /proc shows it (15 characters)
 TCK = os.sysconf("SC_CLK_TCK")
 
@@ -63,10 +73,19 @@ def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> 
 
 
 def gateway_config(
-    workdir: Path, smpp: int, http: int, durability: str, provider: str = "", window: int = 1000
+    workdir: Path,
+    smpp: int,
+    http: int,
+    durability: str,
+    provider: str = "",
+    window: int = 1000,
+    store: str = "",
+    name: str = "bench.toml",
 ) -> Path:
-    """A config with only keys that every compared revision knows (an unknown key is an error)."""
-    path = workdir / "bench.toml"
+    """A config with only keys that every compared revision knows (an unknown key is an error).
+    `store`: the [store] table's body (default: SQLite in workdir with `durability`)."""
+    path = workdir / name
+    store = store or f'path = "{workdir / "bench.db"}"\ndurability = "{durability}"'
     path.write_text(f"""
 [server]
 port = {smpp}
@@ -74,8 +93,7 @@ window = {window}
 [http]
 port = {http}
 [store]
-path = "{workdir / "bench.db"}"
-durability = "{durability}"
+{store}
 [log]
 level = "warning"
 [accounts.bench]
@@ -84,6 +102,12 @@ max_binds = 2000
 {provider or simulator()}
 """)
     return path
+
+
+def redis_store(url: str, prefix: str, node: str = "") -> str:
+    """The [store] body of a Redis store (the bench's own redis-server, a key prefix per run)."""
+    body = f'type = "redis"\nurl = "{url}"\nkey_prefix = "{prefix}"'
+    return body + (f'\nnode = "{node}"' if node else "")
 
 
 def simulator(delay: float = 0.0) -> str:
@@ -175,6 +199,7 @@ class Server:
     def __init__(
         self, args: list[str], port: int, python: str = sys.executable, cwd: Path | None = None
     ) -> None:
+        self.port = port
         # the cwd decides which smppgw `-m` imports: a revision's gateway runs in its own tree
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         self.proc = subprocess.Popen(
@@ -257,10 +282,50 @@ def _ms(v: float | None) -> float | None:
     return None if v is None else round(v * 1000, 2)
 
 
+def loadgen_cpu() -> float:
+    """CPU seconds of this process so far: the load generator runs in it, on one thread."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _drive(
+    name: str, a: argparse.Namespace, ports: int | list[int], count: int, window: int, rate: float | None
+) -> tuple[Stats, float]:
+    """Run the load; the Stats and the load generator's own CPU seconds."""
+    cpu0 = loadgen_cpu()
+    st = asyncio.run(
+        run_load(
+            "127.0.0.1",
+            ports,
+            count,
+            a.connections,
+            window,
+            mix=name == "S5",
+            rate=rate,
+            texts=1 if name == "S2" else 6,  # S2: one campaign text, as bulk traffic through a batch API
+            timeout=a.timeout,
+            system_id=a.system_id,
+            password=a.password,
+        )
+    )
+    return st, loadgen_cpu() - cpu0
+
+
+def per_1000(cpu: float, st: Stats) -> float:
+    return round(cpu / max(st.acked, 1) * 1000, 3)
+
+
 def run_scenario(
-    name: str, a: argparse.Namespace, workdir: Path, gw: Gateway | None = None, rate: float | None = None
+    name: str,
+    a: argparse.Namespace,
+    workdir: Path,
+    gw: Gateway | None = None,
+    rate: float | None = None,
+    store: str = "sqlite",
+    redis: BenchRedis | None = None,
 ) -> dict[str, Any]:
-    """One run of scenario `name` against gateway `gw` (the current checkout's by default)."""
+    """One run of scenario `name` against gateway `gw` (the current checkout's by default), on
+    `store` (`redis`: the bench's redis-server, emptied first)."""
     gw = gw or revs.current()
     smpp, http = free_port(), free_port()
     fake: Server | None = None
@@ -301,45 +366,91 @@ def run_scenario(
         else:
             delay = a.provider_delay
             provider = simulator(delay)
-        cfg = gateway_config(run_dir, smpp, http, a.durability, provider, gw_window)
+        store_body = ""
+        if store == "redis":
+            assert redis is not None
+            redis.flush()
+            store_body = redis_store(redis.url, f"bench-{run_dir.name}:")
+        cfg = gateway_config(run_dir, smpp, http, a.durability, provider, gw_window, store_body)
         server = Server(["-m", "smppgw", "serve", "--config", str(cfg)], smpp, gw.python, gw.root)
     try:
         cpu0 = server.cpu() if server else 0.0
-        threads0 = server.threads() if server and name != "null" else None
+        # the SQLite writer thread's share (the Redis store has no thread of its own)
+        threads0 = server.threads() if server and name != "null" and store == "sqlite" else None
+        redis0 = redis.cpu() if redis is not None and store == "redis" else None
         if name == "S4":
             row = asyncio.run(_idle(a, smpp, server))
         else:
             if name == "S3":
                 rate = rate or 2000.0
             count = min(a.count, int(rate * 10)) if name == "S3" and rate else a.count
-            st = asyncio.run(
-                run_load(
-                    "127.0.0.1",
-                    smpp,
-                    count,
-                    a.connections,
-                    window,
-                    mix=name == "S5",
-                    rate=rate,
-                    texts=1
-                    if name == "S2"
-                    else 6,  # S2: one campaign text, as bulk traffic through a batch API
-                    timeout=a.timeout,
-                    system_id=a.system_id,
-                    password=a.password,
-                )
-            )
+            st, own = _drive(name, a, smpp, count, window, rate)
             row = summarize(name, st, server, cpu0, count, threads0, delay)
+            row["loadgen_cpu_s_per_1000"] = per_1000(own, st)
+            if redis0 is not None:
+                row["redis_cpu_s_per_1000"] = per_1000(redis.cpu() - redis0, st)  # type: ignore[union-attr]
             if rate:
                 row["offered_msg_s"] = round(rate, 1)
         if name != "null" and not a.target:
-            row["gateway"], row["gateway_sha"] = gw.label, gw.sha
+            row["gateway"], row["gateway_sha"], row["store"] = gw.label, gw.sha, store
         return row
     finally:
         if server is not None:
             server.stop()
         if fake is not None:
             fake.stop()
+
+
+def s6_name(nodes: int) -> str:
+    return f"S6 {nodes} node" + ("s" if nodes > 1 else "")
+
+
+def run_s6(
+    nodes: int,
+    a: argparse.Namespace,
+    workdir: Path,
+    gw: Gateway,
+    redis: BenchRedis,
+    rate: float | None = None,
+) -> dict[str, Any]:
+    """S1's load against `nodes` gateway processes sharing the bench's Redis, each on its own
+    ports; connection i of the load generator goes to node i mod `nodes`. The CPU of each node,
+    of redis-server and of the load generator is given per 1,000 messages of the whole run."""
+    name = s6_name(nodes)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"S6-{nodes}-", dir=workdir))
+    redis.flush()
+    servers: list[Server] = []
+    try:
+        for i in range(1, nodes + 1):
+            smpp, http = free_port(), free_port()
+            store = redis_store(redis.url, f"bench-{run_dir.name}:", node=f"bench-{i}")
+            cfg = gateway_config(
+                run_dir, smpp, http, "", simulator(a.provider_delay), 1000, store, f"node{i}.toml"
+            )
+            servers.append(Server(["-m", "smppgw", "serve", "--config", str(cfg)], smpp, gw.python, gw.root))
+        cpu0 = [s.cpu() for s in servers]
+        redis0 = redis.cpu()
+        st, own = _drive(name, a, [s.port for s in servers], a.count, a.window, rate)
+        row = summarize(name, st, None, 0.0, a.count, delay=a.provider_delay)
+        spent = [s.cpu() - c for s, c in zip(servers, cpu0, strict=True)]
+        row["nodes"] = nodes
+        row["cpu_s_per_1000"] = per_1000(sum(spent), st)  # all the gateway processes together
+        for i, cpu in enumerate(spent, 1):
+            row[f"cpu_s_per_1000_node{i}"] = per_1000(cpu, st)
+        row["redis_cpu_s_per_1000"] = per_1000(redis.cpu() - redis0, st)
+        row["loadgen_cpu_s_per_1000"] = per_1000(own, st)
+        # every process of the run: what this machine's cores allow at most, were they all busy
+        every = sum(spent) + (redis.cpu() - redis0) + own
+        row["all_cpu_s_per_1000"] = per_1000(every, st)
+        row["cpu_bound_msg_s"] = round((os.cpu_count() or 1) * 1000 / row["all_cpu_s_per_1000"])
+        row["peak_rss_mb"] = round(max(s.memory("VmHWM") for s in servers) / 2**20, 1)
+        if rate:
+            row["offered_msg_s"] = round(rate, 1)
+        row["gateway"], row["gateway_sha"], row["store"] = gw.label, gw.sha, "redis"
+        return row
+    finally:
+        for s in servers:
+            s.stop()
 
 
 async def _idle(a: argparse.Namespace, port: int, server: Server | None) -> dict[str, Any]:
@@ -400,7 +511,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--latency", type=float, default=0.05, help="S2: seconds the fake provider adds per request"
     )
-    p.add_argument("--durability", choices=("normal", "fsync"), default="normal")
+    p.add_argument("--durability", choices=("normal", "fsync"), default="normal", help="SQLite store")
+    p.add_argument(
+        "--store",
+        action="append",
+        default=[],
+        metavar="STORE",
+        help="sqlite (default) or redis; several (repeated or sqlite,redis) run every scenario on each",
+    )
+    p.add_argument(
+        "--redis-aof",
+        choices=AOF,
+        default="no",
+        help="the bench's redis-server: no AOF (default), or appendonly with appendfsync everysec/always",
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a scenario may take at most")
     p.add_argument("--target", help="host:port of a running gateway instead of starting one")
     p.add_argument(
@@ -422,6 +546,11 @@ def main(argv: list[str] | None = None) -> int:
     against = [r for item in a.against for r in item.split(",") if r]
     if against and a.target:
         p.error("--against starts the gateways itself: not with --target")
+    stores = list(dict.fromkeys(s for item in a.store or ["sqlite"] for s in item.split(",") if s))
+    if not stores or any(s not in STORES for s in stores):
+        p.error(f"--store: {', '.join(STORES)} (or both, comma-separated), got {a.store}")
+    if a.target and ("S6" in a.scenarios or stores != ["sqlite"]):
+        p.error("--target drives one running gateway: not with S6 or --store")
     gateways = [revs.current()] + [
         revs.build(r, log=lambda m: print(m, file=sys.stderr, flush=True)) for r in against
     ]
@@ -429,42 +558,85 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="smppgw-bench-") as tmp:
-        if share is not None:
-            capacity = run_scenario("S1", a, Path(tmp), gateways[0])
-            capacity["scenario"] = "S1 capacity"
-            rows.append(capacity)
-            rate = capacity["submit_msg_s"] * share
-            print(
-                f"S1 capacity {capacity['submit_msg_s']} msg/s: offering {rate:.0f}",
-                file=sys.stderr,
-                flush=True,
-            )
-        for name in a.scenarios:
-            sides = gateways[:1] if name == "null" or a.target else gateways
-            mine: dict[str, list[dict[str, Any]]] = {g.label: [] for g in sides}
-            for i in range(a.repeat):
-                for gw in sides:  # alternating, so drift on a shared machine hits every side alike
-                    row = run_scenario(name, a, Path(tmp), gw, rate)
-                    row["run"] = i + 1
-                    runs.append(row)
-                    mine[gw.label].append(row)
-                    print(f"{name} [{gw.label}] run {i + 1}/{a.repeat}: done", file=sys.stderr, flush=True)
-            rows += [report.median_row(r) if a.repeat > 1 else r[0] for r in mine.values()]
+        redis = None
+        if "S6" in a.scenarios or "redis" in stores:
+            redis = BenchRedis(Path(tmp) / "redis", a.redis_aof).start()
+        try:
+            if share is not None:
+                capacity = run_scenario("S1", a, Path(tmp), gateways[0], None, stores[0], redis)
+                capacity["scenario"] = "S1 capacity"
+                rows.append(capacity)
+                rate = capacity["submit_msg_s"] * share
+                print(
+                    f"S1 capacity {capacity['submit_msg_s']} msg/s: offering {rate:.0f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            for name in a.scenarios:
+                rows += _scenario_rows(name, a, Path(tmp), gateways, stores, redis, rate, runs)
+        finally:
+            if redis is not None:
+                redis.stop()
     comparisons = report.compare(rows)
+    scaling = report.scaling(rows)
     print(table(rows))
     if comparisons:
         print()
         print(report.ratio_table(comparisons))
+    if scaling:
+        print()
+        print(report.scaling_table(scaling))
     summary: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "results": rows,
     }
     if comparisons:
         summary["comparisons"] = comparisons
+    if scaling:
+        summary["scaling"] = scaling
     if a.repeat > 1:
         summary["runs"] = runs
     print(json.dumps(summary))
     return 0
+
+
+def _scenario_rows(
+    name: str,
+    a: argparse.Namespace,
+    workdir: Path,
+    gateways: list[Gateway],
+    stores: list[str],
+    redis: BenchRedis | None,
+    rate: float | None,
+    runs: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Every run of one scenario: each gateway × store (S6: each gateway × 1 and 2 nodes), in turn
+    within each repeat, so that drift on a shared machine hits every side alike; one row per
+    side (the median with --repeat)."""
+    if name == "null" or a.target:
+        sides = [(gateways[0], "sqlite", 0)]
+    elif name == "S6":
+        sides = [(gw, "redis", nodes) for gw in gateways for nodes in (1, 2)]
+    else:
+        sides = [(gw, store, 0) for gw in gateways for store in stores]
+    several = len(stores) > 1 and name not in ("null", "S6")
+    mine: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for i in range(a.repeat):
+        for gw, store, nodes in sides:
+            if nodes:
+                assert redis is not None
+                row = run_s6(nodes, a, workdir, gw, redis, rate)
+            else:
+                row = run_scenario(name, a, workdir, gw, rate, store, redis)
+            label = f"{gw.label} {store}" if several else gw.label
+            if name != "null" and not a.target:
+                row["side"] = label
+            row["run"] = i + 1
+            runs.append(row)
+            mine.setdefault((gw.label, store, nodes), []).append(row)
+            what = row["scenario"] if nodes else name
+            print(f"{what} [{label}] run {i + 1}/{a.repeat}: done", file=sys.stderr, flush=True)
+    return [report.median_row(r) if a.repeat > 1 else r[0] for r in mine.values()]
 
 
 if __name__ == "__main__":
