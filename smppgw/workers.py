@@ -151,7 +151,7 @@ PR_SET_PDEATHSIG = 1
 
 
 def _child_setup(parent: int) -> Callable[[], None]:
-    def setup() -> None:  # runs in the child between fork and exec: async-signal-safe calls only
+    def setup() -> None:  # in the child between fork and exec (the parent has no threads to fear)
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
