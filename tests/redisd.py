@@ -34,12 +34,18 @@ def redis_binary() -> str:
 
 class RedisServer:
     def __init__(
-        self, directory: Path, *, appendonly: bool = False, fsync: str = "everysec", port: int | None = None
+        self,
+        directory: Path,
+        *,
+        appendonly: bool = False,
+        fsync: str = "everysec",
+        port: int | None = None,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
-        self.appendonly, self.fsync = appendonly, fsync
+        self.appendonly, self.fsync, self.extra = appendonly, fsync, extra
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,6 +58,7 @@ class RedisServer:
                 "--appendonly", "yes" if self.appendonly else "no"]  # fmt: skip
         if self.appendonly:
             args += ["--appendfsync", self.fsync]
+        args += list(self.extra)
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         end = time.monotonic() + 10
         while time.monotonic() < end:

@@ -482,3 +482,35 @@ async def test_receipts_nobody_reads_for_max_age_are_dropped_and_dead_readers_fo
         await close(store)
 
     await aio(body())
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_full_redis_refuses_new_submits_and_keeps_state_changes_until_it_has_room(tmp_path):
+    from tests.redisd import RedisServer
+
+    server = RedisServer(tmp_path / "redis", extra=("--maxmemory-policy", "noeviction")).start()
+
+    async def body():
+        import asyncio
+
+        p = prefix()
+        store, _ = make_store(server.url, p, "n1")
+        m = message(1)
+        await write(store, [InsertMessage(m)])
+        r = raw(server.url)
+        r.set("ballast", b"x" * 6_000_000)  # not ours
+        r.config_set("maxmemory", "4mb")  # Redis is full now: it refuses writes
+        done = asyncio.get_event_loop().create_future()
+        m.state, m.provider, m.provider_id = ENROUTE, "sim", "x1"
+        store.write([UpdateMessage(m)], done.set_result)
+        error = await write(store, [InsertMessage(message(2))])
+        assert error is not None and not done.done() and not store.healthy()
+        r.config_set("maxmemory", "0")  # room again
+        assert await asyncio.wait_for(done, 15) is None
+        assert (await get(store, m.id)).provider_id == "x1" and store.healthy()
+        await close(store)
+
+    try:
+        await aio(body())
+    finally:
+        server.stop()

@@ -30,7 +30,14 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import (
+    MasterDownError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from smppgw.aio import as_deferred, start
@@ -64,6 +71,9 @@ MIN_VERSION = (6, 2)  # XAUTOCLAIM, GETDEL, XPENDING with IDLE
 EARLY_TTL_MS = 120_000
 ID_BLOCK = 10_000
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# Refusals that pass (memory freed, a fail-over done, a script finished): kept and tried again.
+BUSY_ERRORS = (OutOfMemoryError, ReadOnlyError, MasterDownError, TryAgainError)
+BUSY_STATES = ("MASTERDOWN", "NOREPLICAS", "BUSY", "TRYAGAIN")
 
 
 class StoreUnavailable(Exception):
@@ -151,6 +161,7 @@ class RedisStore:
             version = str(sync.info("server").get("redis_version", "0"))
             if tuple(int(x) for x in version.split(".")[:2]) < MIN_VERSION:
                 raise RuntimeError(f"Redis {version} is too old: smppgw needs 6.2 or newer")
+            _check_policy(sync)
             self.scripts = Scripts.load_sync(sync)
             register(sync, self.prefix, self.node, self.token, self.config.claim_after)
             _ensure_group(sync, f"{self.prefix}inbox:{self.node}")
@@ -302,9 +313,14 @@ class RedisStore:
             errors = [StoreUnavailable(f"redis unreachable: {type(e).__name__}")] * 2
         for i, r in enumerate(results):
             if isinstance(r, Exception):
+                results[i] = None
+                if isinstance(r, BUSY_ERRORS) or str(r).startswith(BUSY_STATES):  # Redis is "away"
+                    self.up(False, r)
+                    errors[i] = StoreUnavailable(f"redis refused the write: {str(r)[:60]}")
+                    continue
                 # a script error: this part can never succeed; Redis may have applied some of it
                 log.error("event=store_commit_failed error=%r", r)
-                errors[i], results[i] = r, None
+                errors[i] = r
         self._committing = False
         kept = bool(self._kept) and self._kept[0] is state
         if state is not None:
@@ -538,6 +554,17 @@ class RedisStore:
 
 
 BLOCK_SECONDS = 2.0
+
+
+def _check_policy(sync: Any) -> None:
+    """Redis must never evict our keys to make room: say so at start if it may."""
+    try:
+        policy = sync.config_get("maxmemory-policy").get("maxmemory-policy", "noeviction")
+    except redis.exceptions.ResponseError:
+        return  # CONFIG renamed or refused (managed Redis): nothing to check
+    if policy != "noeviction":
+        event(log, "redis_may_evict", logging.WARNING, maxmemory_policy=policy,
+              advice="set maxmemory-policy noeviction: an evicted message or receipt is lost")  # fmt: skip
 
 
 def _ensure_group(sync: Any, stream: str) -> None:
