@@ -66,9 +66,17 @@ class _Adapter:
 
 
 def make_store(
-    url: str, prefix: str, node: str, *, attach: bool = True, **receipts: Any
+    url: str,
+    prefix: str,
+    node: str,
+    *,
+    attach: bool = True,
+    store: dict[str, Any] | None = None,
+    **receipts: Any,
 ) -> tuple[RedisStore, Sink]:
-    config = StoreConfig(type="redis", url=url, key_prefix=prefix, node=node, claim_after=3.0)
+    config = StoreConfig(
+        type="redis", url=url, key_prefix=prefix, node=node, claim_after=3.0, **(store or {})
+    )
     store = RedisStore(config, ReceiptConfig(**receipts), DispatchConfig())
     sink = Sink()
     store.snapshot = store.open()  # type: ignore[attr-defined]

@@ -514,3 +514,37 @@ async def test_a_full_redis_refuses_new_submits_and_keeps_state_changes_until_it
         await aio(body())
     finally:
         server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_with_wait_replicas_a_submit_counts_only_once_a_replica_has_it(tmp_path):
+    from tests.redisd import RedisServer
+
+    primary = RedisServer(tmp_path / "primary").start()
+    replica = RedisServer(tmp_path / "replica", extra=("--replicaof", "127.0.0.1", str(primary.port))).start()
+
+    async def body():
+        p = prefix()
+        r = raw(primary.url)
+        deadline = asyncio.get_event_loop().time() + 10
+        while r.info("replication").get("slave0", {}).get("state") != "online":  # its first sync
+            assert asyncio.get_event_loop().time() < deadline
+            await asyncio.sleep(0.05)
+        store, _ = make_store(primary.url, p, "n1", store={"wait_replicas": 1, "wait_timeout": 0.3})
+        assert await write(store, [InsertMessage(message(1))]) is None
+        assert raw(replica.url).exists(f"{p}m:0000000001")  # the replica had it before the ack
+        replica.kill()
+        error = await write(store, [InsertMessage(message(2))])
+        assert error is not None and not store.healthy()  # on the primary only: refused
+        # a state change waits until a replica has it too; its first try removes message 2 again
+        store.write([AddEvent("0000000001", TrailEvent(1.0, "x", {}))], lambda e: None)
+        await until(lambda: not r.exists(f"{p}m:0000000002"))
+        await close(store)
+
+    import asyncio
+
+    try:
+        await aio(body())
+    finally:
+        replica.stop()
+        primary.stop()
