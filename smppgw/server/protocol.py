@@ -25,9 +25,19 @@ from smppgw.gateway.core import Gateway
 from smppgw.gateway.outbox import LOST, TIMEOUT, Answer
 from smppgw.logs import event
 from smppgw.metrics import Metrics
-from smppgw.server.pdus import data_sm_resp, deliver_sms_for, label_of, resp_with
+from smppgw.server.pdus import data_sm_resp, deliver_sm_bytes, deliver_sms_for, fits_one, label_of, resp_with
 from smppgw.server.throttle import Throttles
-from smppgw.smpp.codec import FrameError, Framer, PduError, decode, encode, error_response
+from smppgw.smpp.codec import (
+    HEADER,
+    FrameError,
+    Framer,
+    PduError,
+    decode,
+    encode,
+    encode_header,
+    encode_message_id_resp,
+    error_response,
+)
 from smppgw.smpp.constants import RESP, CommandId, Status, Tag
 from smppgw.smpp.pdu import EnquireLink, GenericNack, Pdu, Unbind, response_for
 from smppgw.smpp.session import BIND_STATE, State, check, receives_deliveries
@@ -54,6 +64,10 @@ _ASYNC = frozenset(
 )
 # Requests that carry a message: they take a token of the account's throughput.
 _MESSAGES = frozenset({CommandId.SUBMIT_SM, CommandId.SUBMIT_MULTI, CommandId.DATA_SM})
+# plain ints for the per-message paths
+_DELIVER_SM = int(CommandId.DELIVER_SM)
+_DELIVER_SM_RESP = int(CommandId.DELIVER_SM_RESP)
+_SUBMIT_SM_RESP = int(CommandId.SUBMIT_SM_RESP)
 
 
 class SmppSession(Protocol):
@@ -126,6 +140,14 @@ class SmppSession(Protocol):
         for frame in frames:
             if self.state is State.CLOSED:
                 return
+            # deliver_sm_resp, one per receipt, is answered from its header alone: skip building
+            # the PDU when decode would accept it (an empty body, an error status, or a message_id
+            # with its NUL in the first 65 octets; trailing octets are ignored like decode does)
+            _, cid, status, seq = HEADER.unpack_from(frame)
+            if cid == _DELIVER_SM_RESP and (len(frame) == 16 or status or frame.find(b"\0", 16, 81) >= 0):
+                self._count("in", cid, status)
+                self._on_response(seq, status)
+                continue
             try:
                 pdu = decode(frame)
             except PduError as e:
@@ -143,7 +165,7 @@ class SmppSession(Protocol):
         cid = pdu.command_id
         self._count("in", cid, pdu.command_status)
         if cid & RESP:
-            self._on_response(pdu)
+            self._on_response(pdu.sequence_number, pdu.command_status)
             return
         if cid == CommandId.ALERT_NOTIFICATION:
             self.metrics.child(self.metrics.bad_pdus, "unexpected_alert_notification").inc()
@@ -214,14 +236,17 @@ class SmppSession(Protocol):
         if cid == CommandId.SUBMIT_SM:
             self.submits += 1
             t0 = time.perf_counter()
+            seq = pdu.sequence_number
 
             def reply(status: int, detail: str) -> None:
                 self._inflight -= 1
                 if self.state is State.CLOSED:
                     return  # stored all the same; the ESME will learn its fate from the receipt
-                self._send(
-                    response_for(pdu, status, message_id=detail) if status == 0 else response_for(pdu, status)
-                )
+                # the bytes of response_for(pdu, status, message_id=detail), without the PDU
+                if status == 0:
+                    self._out(encode_message_id_resp(_SUBMIT_SM_RESP, seq, detail), _SUBMIT_SM_RESP, 0)
+                else:
+                    self._out(encode_header(_SUBMIT_SM_RESP, seq, status), _SUBMIT_SM_RESP, status)
                 self.metrics.submit_latency.observe(time.perf_counter() - t0)
 
             self.gateway.submit(account, pdu, version, reply)  # type: ignore[arg-type]
@@ -256,8 +281,8 @@ class SmppSession(Protocol):
             throttles = self.__dict__.setdefault("_own_throttles", Throttles())
         return throttles
 
-    def _on_response(self, pdu: Pdu) -> None:
-        entry = self._pending.pop(pdu.sequence_number, None)
+    def _on_response(self, sequence_number: int, command_status: int) -> None:
+        entry = self._pending.pop(sequence_number, None)
         if entry is None:
             self.metrics.child(self.metrics.bad_pdus, "unexpected_response").inc()
             return
@@ -267,7 +292,7 @@ class SmppSession(Protocol):
         if command == CommandId.UNBIND:
             self._close()
         if answer is not None:
-            answer(pdu.command_status)
+            answer(command_status)
         if command == CommandId.DELIVER_SM and self.state is not State.CLOSED:
             self.gateway.outbox.window_open(self)
 
@@ -293,6 +318,15 @@ class SmppSession(Protocol):
         mode = account.long_mo if account is not None else "udh"
         enroute = account.intermediate_esm_class if account is not None else 0x04
         self.deliveries += 1
+        if fits_one(record):  # every receipt: straight to bytes, no DeliverSm on the way
+            seq = self.next_sequence()
+            data = deliver_sm_bytes(record, seq, self.interface_version, enroute)
+            self._deliveries += 1
+            self._pending[seq] = (self.clock.seconds(), _DELIVER_SM, answer)
+            self._out(data, _DELIVER_SM, 0)
+            if len(self._pending) == 1:
+                self._arm()
+            return
         pdus = deliver_sms_for(
             record, self.next_sequence, self.interface_version, mode, self._mo_ref + 1, enroute
         )
@@ -398,8 +432,13 @@ class SmppSession(Protocol):
     def _send(self, pdu: Pdu | None) -> None:
         if pdu is None or self.state is State.CLOSED:
             return
-        self.transport.write(encode(pdu))
-        self._count("out", pdu.command_id, pdu.command_status)
+        self._out(encode(pdu), pdu.command_id, pdu.command_status)
+
+    def _out(self, data: bytes, command_id: int, status: int) -> None:
+        if self.state is State.CLOSED:
+            return
+        self.transport.write(data)  # type: ignore[union-attr]
+        self._count("out", command_id, status)
 
     def _count(self, direction: str, command_id: int, status: int) -> None:
         rows = self.metrics.pdu_rows

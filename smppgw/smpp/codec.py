@@ -247,36 +247,130 @@ def _encode_body(cls: type[p.Pdu], pdu: p.Pdu) -> bytes:
 
 def _encode_sm(pdu: p.SubmitSm | p.DeliverSm) -> bytes:
     """submit_sm / deliver_sm body, unrolled from `_wire.LAYOUTS` for speed."""
-    sm = pdu.short_message
+    return _sm_body(
+        pdu.service_type,
+        pdu.source_addr_ton,
+        pdu.source_addr_npi,
+        pdu.source_addr,
+        pdu.dest_addr_ton,
+        pdu.dest_addr_npi,
+        pdu.destination_addr,
+        pdu.esm_class,
+        pdu.protocol_id,
+        pdu.priority_flag,
+        pdu.schedule_delivery_time,
+        pdu.validity_period,
+        pdu.registered_delivery,
+        pdu.replace_if_present_flag,
+        pdu.data_coding,
+        pdu.sm_default_msg_id,
+        pdu.short_message,
+        pdu.tlvs,
+    )
+
+
+def _sm_body(
+    service_type: str,
+    source_addr_ton: int,
+    source_addr_npi: int,
+    source_addr: str,
+    dest_addr_ton: int,
+    dest_addr_npi: int,
+    destination_addr: str,
+    esm_class: int,
+    protocol_id: int,
+    priority_flag: int,
+    schedule: str,
+    validity: str,
+    registered_delivery: int,
+    replace_if_present_flag: int,
+    data_coding: int,
+    sm_default_msg_id: int,
+    sm: bytes,
+    tlvs: p.Tlvs,
+) -> bytes:
     if len(sm) > MAX_SHORT_MESSAGE:
         raise ValueError(f"short_message of {len(sm)} octets (max {MAX_SHORT_MESSAGE}); use message_payload")
-    schedule = pdu.schedule_delivery_time
-    validity = pdu.validity_period
-    head = bytes((pdu.esm_class, pdu.protocol_id, pdu.priority_flag))
-    tail = bytes(
-        (
-            pdu.registered_delivery,
-            pdu.replace_if_present_flag,
-            pdu.data_coding,
-            pdu.sm_default_msg_id,
-            len(sm),
-        )
-    )
     parts = [
-        encode_cstr(pdu.service_type, 6, "service_type"),
-        bytes((pdu.source_addr_ton, pdu.source_addr_npi)),
-        encode_cstr(pdu.source_addr, 21, "source_addr"),
-        bytes((pdu.dest_addr_ton, pdu.dest_addr_npi)),
-        encode_cstr(pdu.destination_addr, 21, "destination_addr"),
-        head,
+        encode_cstr(service_type, 6, "service_type") if service_type else b"\0",
+        bytes((source_addr_ton, source_addr_npi)),
+        encode_cstr(source_addr, 21, "source_addr"),
+        bytes((dest_addr_ton, dest_addr_npi)),
+        encode_cstr(destination_addr, 21, "destination_addr"),
+        bytes((esm_class, protocol_id, priority_flag)),
         SCHEDULE.encode(schedule) if schedule else b"\0",
         VALIDITY.encode(validity) if validity else b"\0",
-        tail,
+        bytes((registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id, len(sm))),
         sm,
     ]
-    if pdu.tlvs:
-        parts.append(encode_tlvs(pdu.tlvs, forbid_payload=bool(sm)))
+    if tlvs:
+        parts.append(encode_tlvs(tlvs, forbid_payload=bool(sm)))
     return b"".join(parts)
+
+
+# -- hot-path encoders: the bytes `encode` gives for the PDUs the gateway sends per message,
+# without building the PDU object first.
+
+_DELIVER_SM = int(CommandId.DELIVER_SM)
+
+
+def encode_deliver_sm(
+    sequence_number: int,
+    source_addr_ton: int,
+    source_addr_npi: int,
+    source_addr: str,
+    dest_addr_ton: int,
+    dest_addr_npi: int,
+    destination_addr: str,
+    esm_class: int,
+    data_coding: int,
+    short_message: bytes,
+    tlvs: p.Tlvs = (),
+) -> bytes:
+    """`encode(DeliverSm(...))` of a deliver_sm with these fields and the rest at their
+    defaults (what a receipt or an MO message sets)."""
+    try:
+        body = _sm_body(
+            "",
+            source_addr_ton,
+            source_addr_npi,
+            source_addr,
+            dest_addr_ton,
+            dest_addr_npi,
+            destination_addr,
+            esm_class,
+            0,
+            0,
+            "",
+            "",
+            0,
+            0,
+            data_coding,
+            0,
+            short_message,
+            tlvs,
+        )
+        return HEADER.pack(_HEADER_LEN + len(body), _DELIVER_SM, 0, sequence_number) + body
+    except struct.error as exc:
+        raise ValueError(f"DeliverSm: {exc}") from None
+
+
+def encode_message_id_resp(command_id: int, sequence_number: int, message_id: str) -> bytes:
+    """`encode` of an ESME_ROK submit_sm_resp / deliver_sm_resp (or data_sm_resp without TLVs)
+    carrying `message_id`."""
+    body = MESSAGE_ID.encode(message_id)
+    try:
+        return HEADER.pack(_HEADER_LEN + len(body), command_id, 0, sequence_number) + body
+    except struct.error as exc:
+        raise ValueError(f"resp: {exc}") from None
+
+
+def encode_header(command_id: int, sequence_number: int, command_status: int) -> bytes:
+    """A header-only PDU: an error resp (§4.1.2), enquire_link, unbind, generic_nack …"""
+    try:
+        return HEADER.pack(_HEADER_LEN, command_id, command_status, sequence_number)
+    except struct.error as exc:
+        raise ValueError(f"header: {exc}") from None
 
 
 # -- framing ----------------------------------------------------------------------------------
