@@ -36,7 +36,7 @@ class Refused(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per message, a frozen init costs twice as much
 class Prepared:
     destination: str
     text: str  # the decoded text; for a part, this part alone as far as it decodes
@@ -98,6 +98,8 @@ def destination_of(addr: str) -> str:
 
 
 def parse_times(schedule: str, validity: str, now: float) -> tuple[float | None, float | None]:
+    if not schedule and not validity:
+        return None, None  # most messages: neither time set
     when = datetime.fromtimestamp(now, UTC)
     try:
         at = parse_smpp_time(schedule, when)
@@ -160,15 +162,15 @@ def prepare(
     schedule_at, valid_until = parse_times(pdu.schedule_delivery_time, pdu.validity_period, now)
     umr = pdu.tlv(Tag.USER_MESSAGE_REFERENCE)
     return Prepared(
-        destination=dest,
-        text=text,
-        user_message_reference=int.from_bytes(umr, "big") if umr and len(umr) == 2 else None,
-        schedule_at=schedule_at,
-        valid_until=valid_until,
-        segment=segment,
-        segment_kind=kind,
-        payload=body if segment is not None else b"",
-        packed=packed,
+        dest,
+        text,
+        int.from_bytes(umr, "big") if umr and len(umr) == 2 else None,
+        schedule_at,
+        valid_until,
+        segment,
+        kind,
+        body if segment is not None else b"",
+        packed,
     )
 
 
