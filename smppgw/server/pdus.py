@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from functools import lru_cache
 
-from smppgw.smpp.codec import encode_deliver_sm
+from smppgw.smpp.codec import encode_deliver_sm, receipt_tlvs
 from smppgw.smpp.concat import make_udh, sar_tlvs, sms_capacity, split_user_data
 from smppgw.smpp.constants import ESM_DELIVERY_RECEIPT, ESM_UDHI, CommandId, MessageState, Status, Tag
 from smppgw.smpp.pdu import DataSmResp, DeliverSm, Pdu, cstr_tlv, int_tlv, response_for
@@ -54,7 +54,9 @@ def deliver_sm_bytes(
         _esm_class(record, enroute_esm_class),
         record.data_coding,
         record.short_message,
-        _receipt_tlvs(record, interface_version),
+        receipt_tlvs(record.message_id, record.state, record.network_error, record.user_message_reference)
+        if interface_version >= 0x34 and record.esm_class & ESM_DELIVERY_RECEIPT
+        else b"",
     )
 
 

@@ -325,34 +325,66 @@ def encode_deliver_sm(
     esm_class: int,
     data_coding: int,
     short_message: bytes,
-    tlvs: p.Tlvs = (),
+    tlvs: p.Tlvs | bytes = (),
 ) -> bytes:
     """`encode(DeliverSm(...))` of a deliver_sm with these fields and the rest at their
-    defaults (what a receipt or an MO message sets)."""
+    defaults (what a receipt or an MO message sets). `tlvs` may be pairs, or the bytes
+    `receipt_tlvs` wrote."""
+    sm = short_message
+    if len(sm) > MAX_SHORT_MESSAGE:
+        raise ValueError(f"short_message of {len(sm)} octets (max {MAX_SHORT_MESSAGE}); use message_payload")
+    if type(tlvs) is not bytes:
+        tlvs = encode_tlvs(tlvs, forbid_payload=bool(sm)) if tlvs else b""  # type: ignore[arg-type]
     try:
-        body = _sm_body(
-            "",
+        # service_type "", protocol_id, priority_flag, both times, registered_delivery,
+        # replace_if_present_flag and sm_default_msg_id 0: the body as straight-line bytes
+        body = b"\0%c%c%b%c%c%b%c\0\0\0\0\0\0%c\0%c%b%b" % (
             source_addr_ton,
             source_addr_npi,
-            source_addr,
+            encode_cstr(source_addr, 21, "source_addr"),
             dest_addr_ton,
             dest_addr_npi,
-            destination_addr,
+            encode_cstr(destination_addr, 21, "destination_addr"),
             esm_class,
-            0,
-            0,
-            "",
-            "",
-            0,
-            0,
             data_coding,
-            0,
-            short_message,
+            len(sm),
+            sm,
             tlvs,
         )
         return HEADER.pack(_HEADER_LEN + len(body), _DELIVER_SM, 0, sequence_number) + body
-    except struct.error as exc:
+    except (struct.error, OverflowError) as exc:
         raise ValueError(f"DeliverSm: {exc}") from None
+
+
+_RECEIPT_TLV_HEAD = struct.Struct(">HH")
+_RECEIPTED_MESSAGE_ID = int(Tag.RECEIPTED_MESSAGE_ID)
+
+
+def receipt_tlvs(
+    message_id: str,
+    message_state: int,
+    network_error: int | None = None,
+    user_message_reference: int | None = None,
+) -> bytes:
+    """The TLVs of a delivery receipt as `encode_tlvs` writes them: receipted_message_id
+    (NUL-terminated: smpplib drops the last octet otherwise, smpp34.md §2.2), message_state,
+    and network_error_code (GSM) and user_message_reference where given."""
+    mid = message_id.encode("latin-1") + b"\0"
+    if len(mid) > 65:
+        raise ValueError(f"TLV 0x001E of {len(mid)} octets (allowed 1-65)")
+    try:
+        out = (
+            _RECEIPT_TLV_HEAD.pack(_RECEIPTED_MESSAGE_ID, len(mid))
+            + mid
+            + b"\x04\x27\x00\x01%c" % message_state
+        )
+        if network_error is not None:
+            out += b"\x04\x23\x00\x03\x03" + network_error.to_bytes(2, "big")
+        if user_message_reference is not None:
+            out += b"\x02\x04\x00\x02" + user_message_reference.to_bytes(2, "big")
+    except OverflowError as exc:
+        raise ValueError(f"receipt TLVs: {exc}") from None
+    return out
 
 
 def encode_message_id_resp(command_id: int, sequence_number: int, message_id: str) -> bytes:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import dataclasses
 import struct
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smppgw.smpp import pdu as p
+from smppgw.smpp._wire import encode_tlvs
 from smppgw.smpp.codec import (
     FrameError,
     Framer,
@@ -20,6 +22,7 @@ from smppgw.smpp.codec import (
     encode_header,
     encode_message_id_resp,
     error_response,
+    receipt_tlvs,
 )
 from smppgw.smpp.constants import RESP, TLV_LENGTHS, CommandId, Tag
 
@@ -251,3 +254,35 @@ def test_resp_encoders_give_the_bytes_of_the_resp_pdus(seq: int, message_id: str
     for cls in (p.SubmitSmResp, p.DeliverSmResp):
         assert encode_message_id_resp(cls.command_id, seq, message_id) == encode(cls(seq, 0, message_id))
         assert encode_header(cls.command_id, seq, status) == encode(cls(seq, status))
+
+
+@FAST
+@given(
+    message_id=cstring(64),
+    state=u8,
+    network_error=st.one_of(st.none(), st.integers(0, 0xFFFF)),
+    umr=st.one_of(st.none(), st.integers(0, 0xFFFF)),
+)
+def test_receipt_tlvs_are_the_encoded_pairs(
+    message_id: str, state: int, network_error: int | None, umr: int | None
+) -> None:
+    pairs = [
+        (Tag.RECEIPTED_MESSAGE_ID, message_id.encode("latin-1") + b"\0"),
+        (Tag.MESSAGE_STATE, bytes((state,))),
+    ]
+    if network_error is not None:
+        pairs.append((Tag.NETWORK_ERROR_CODE, b"\x03" + network_error.to_bytes(2, "big")))
+    if umr is not None:
+        pairs.append((Tag.USER_MESSAGE_REFERENCE, umr.to_bytes(2, "big")))
+    assert receipt_tlvs(message_id, state, network_error, umr) == encode_tlvs(tuple(pairs))
+
+
+def test_hot_path_encoders_refuse_what_encode_refuses() -> None:
+    with pytest.raises(ValueError):
+        encode_deliver_sm(1, 256, 0, "1", 0, 0, "2", 0, 0, b"")
+    with pytest.raises(ValueError):
+        encode_deliver_sm(1, 0, 0, "x" * 21, 0, 0, "2", 0, 0, b"")
+    with pytest.raises(ValueError):
+        receipt_tlvs("x" * 65, 2)
+    with pytest.raises(ValueError):
+        encode_message_id_resp(0x80000004, 1, "x" * 65)
