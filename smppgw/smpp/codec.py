@@ -129,26 +129,47 @@ def decode(frame: bytes) -> p.Pdu:
 
 
 def _decode_sm(cls: type[p.SubmitSm] | type[p.DeliverSm], buf: bytes, seq: int, status: int) -> p.Pdu:
-    """submit_sm / deliver_sm body, unrolled from `_wire.LAYOUTS` for speed."""
+    """submit_sm / deliver_sm body, unrolled from `_wire.LAYOUTS` for speed: C-strings found
+    with one `find` each (the general `cstr` only to raise its error), empty ones by their NUL."""
     end = len(buf)
-    service_type, pos = cstr(buf, 16, end, 6, _RINVSERTYP, "service_type")
+    if end > 16 and not buf[16]:
+        service_type, pos = "", 17
+    else:
+        service_type, pos = cstr(buf, 16, end, 6, _RINVSERTYP, "service_type")
     if pos + 2 > end:
         raise Malformed(_RINVPARLEN, "body ends before source_addr")
     src_ton = buf[pos]
     src_npi = buf[pos + 1]
-    source_addr, pos = cstr(buf, pos + 2, end, 21, _RINVSRCADR, "source_addr")
+    pos += 2
+    nul = buf.find(b"\0", pos, pos + 21 if pos + 21 < end else end)
+    if nul < 0:
+        cstr(buf, pos, end, 21, _RINVSRCADR, "source_addr")  # raises
+    source_addr = buf[pos:nul].decode("latin-1")
+    pos = nul + 1
     if pos + 2 > end:
         raise Malformed(_RINVPARLEN, "body ends before destination_addr")
     dst_ton = buf[pos]
     dst_npi = buf[pos + 1]
-    destination_addr, pos = cstr(buf, pos + 2, end, 21, _RINVDSTADR, "destination_addr")
+    pos += 2
+    nul = buf.find(b"\0", pos, pos + 21 if pos + 21 < end else end)
+    if nul < 0:
+        cstr(buf, pos, end, 21, _RINVDSTADR, "destination_addr")  # raises
+    destination_addr = buf[pos:nul].decode("latin-1")
+    pos = nul + 1
     if pos + 3 > end:
         raise Malformed(_RINVPARLEN, "body ends before schedule_delivery_time")
     esm_class = buf[pos]
     protocol_id = buf[pos + 1]
     priority_flag = buf[pos + 2]
-    schedule, pos = time_field(buf, pos + 3, end, _RINVSCHED, "schedule_delivery_time")
-    validity, pos = time_field(buf, pos, end, _RINVEXPIRY, "validity_period")
+    pos += 3
+    if pos < end and not buf[pos]:
+        schedule, pos = "", pos + 1
+    else:
+        schedule, pos = time_field(buf, pos, end, _RINVSCHED, "schedule_delivery_time")
+    if pos < end and not buf[pos]:
+        validity, pos = "", pos + 1
+    else:
+        validity, pos = time_field(buf, pos, end, _RINVEXPIRY, "validity_period")
     if pos + 5 > end:
         raise Malformed(_RINVPARLEN, "body ends before short_message")
     registered_delivery, replace_if_present, data_coding, sm_default_msg_id, sm_length = buf[pos : pos + 5]
