@@ -209,7 +209,8 @@ class Metrics:
             registry=r,
         )
         self._children: dict[int, dict[tuple[str, ...], Any]] = {}  # id(metric) -> labels -> child
-        self.pdu_rows: dict[tuple[str, int, int], Any] = {}  # (direction, command_id, status) -> row
+        # (direction, command_id, status) -> the labels of `pdus` it counts under
+        self.pdu_rows: dict[tuple[str, int, int], tuple[str, ...]] = {}
 
     def child(self, metric: MetricWrapperBase | CounterTable | GaugeTable, *labels: str) -> Any:
         children = self._children.get(id(metric))

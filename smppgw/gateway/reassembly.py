@@ -191,6 +191,8 @@ class Reassembler:
 
     def follow(self, ops: list[Op]) -> None:
         """Called for every state write: a lead's new state goes to its followers."""
+        if not self.followers:
+            return  # no long message waiting for its lead: the common case, one check
         for op in ops:
             if type(op) is UpdateMessage and op.record.id in self.followers:
                 self._mirror(op.record)
