@@ -240,56 +240,65 @@ class SqliteStore:
 
     def _run(self) -> None:
         conn = self._conn
+        get, get_nowait, max_batch = self._queue.get, self._queue.get_nowait, self._max_batch
         while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch = [first]
+            item = get()
+            # one pass over what is queued: every op in order, every write's callback, reads
+            ops: list[Op] = []
+            dones: list[Done] = []
+            reads: list[tuple[Any, ...]] = []
+            high = 0
             stop = False
-            count = len(first[0]) if type(first[0]) is not str else 1
-            while count < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
+            while True:
                 if item is _STOP:
                     stop = True
                     break
-                batch.append(item)
-                count += len(item[0]) if type(item[0]) is not str else 1
-            self._commit(conn, batch)
+                head = item[0]
+                if type(head) is str:
+                    reads.append(item)
+                else:
+                    ops += head
+                    dones.append(item[1])
+                    if item[2] > high:
+                        high = item[2]
+                if len(ops) + len(reads) >= max_batch:
+                    break
+                try:
+                    item = get_nowait()
+                except queue.Empty:
+                    break
+            if dones or reads:
+                self._commit(conn, ops, dones, high, reads)
             if stop:
                 return
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        writes = [item for item in batch if type(item[0]) is not str]
+    def _commit(
+        self,
+        conn: sqlite3.Connection,
+        ops: list[Op],
+        dones: list[Done],
+        high: int,
+        reads: list[tuple[Any, ...]],
+    ) -> None:
         error: BaseException | None = None
-        if writes:
+        if dones:
             try:
                 conn.execute("BEGIN")
-                high = max(high_id for _ops, _done, high_id in writes)
-                _apply_all(conn, [op for ops, _done, _high in writes for op in ops], time.time())
+                _apply_all(conn, ops, time.time())
                 if high:
                     conn.execute(_HIGH_ID, (str(high),))
                 conn.execute("COMMIT")
                 self.batches += 1
-                self.ops_written += sum(len(w[0]) for w in writes)
+                self.ops_written += len(ops)
             except Exception as e:  # the whole batch failed: every caller hears of it
-                log.error("event=store_commit_failed error=%r ops=%d", e, sum(len(w[0]) for w in writes))
+                log.error("event=store_commit_failed error=%r ops=%d", e, len(ops))
                 error = e
                 try:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-        results: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
-            (done, (error,)) for _ops, done, _h in writes
-        ]
-        if len(writes) < len(batch):
-            for item in batch:
-                tag = item[0]
-                if type(tag) is str:
-                    results.append(self._read(conn, item))
-        self._call_in_loop(_run_callbacks, results)
+        answers = [self._read(conn, item) for item in reads]
+        self._call_in_loop(_run_callbacks, dones, error, answers)
 
     def _read(
         self, conn: sqlite3.Connection, item: tuple[Any, ...]
@@ -460,9 +469,17 @@ def _apply(conn: sqlite3.Connection, op: Op) -> None:
         raise TypeError(f"unknown store op {op!r}")
 
 
-def _run_callbacks(results: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
-    for done, args in results:
+def _run_callbacks(
+    dones: list[Done], error: BaseException | None, answers: list[tuple[Callable[..., Any], tuple[Any, ...]]]
+) -> None:
+    """On the loop: every write of the batch hears how its commit went, then every read its answer."""
+    for done in dones:
         try:
-            done(*args)
+            done(error)
         except Exception:  # one caller's bug must not starve the others of their answer
+            log.exception("event=store_callback_failed")
+    for answer, args in answers:
+        try:
+            answer(*args)
+        except Exception:
             log.exception("event=store_callback_failed")
