@@ -69,6 +69,10 @@ class GaugeTable:
     def value(self, *labels: str) -> float:
         return self.values.get(labels, 0.0)
 
+    def set(self, value: float, *labels: str) -> None:
+        """Set the gauge of these labels (without resolving a child first)."""
+        self.values[labels] = value
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(self.name, self.documentation, labels=self.label_names)
         for labels, v in list(self.values.items()):
