@@ -176,6 +176,8 @@ def prepare(
 
 def _udh16(data: bytes) -> bool:
     """The UDH's concatenation IE is 0x08 (16-bit reference) rather than 0x00."""
+    if len(data) > 2 and data[0] in (5, 6) and data[1] == (IE_CONCAT_16 if data[0] == 6 else 0):
+        return data[0] == 6  # the usual UDH: that IE alone (5 octets for 0x00, 6 for 0x08)
     return any(iei == IE_CONCAT_16 for iei, _ in udh_elements(split_udh(data)[0]))
 
 

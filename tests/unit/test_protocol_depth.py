@@ -176,6 +176,22 @@ def part(seq, i, total, text, ref=9, rd=1):
     return submit(seq, make_udh(ref, total, i) + text, esm_class=0x40, registered_delivery=rd)
 
 
+@pytest.mark.parametrize(
+    "udh, kind",
+    [
+        ("050003AA0201", "udh8"),
+        ("06080412340201", "udh16"),
+        ("0B0003AA020105040B8423F0", "udh8"),  # an application port IE after the concat IE
+        ("0C050415811581080412340201", "udh16"),  # the port IE first
+    ],
+)
+def test_a_part_knows_whether_its_udh_reference_is_8_or_16_bit(udh, kind):
+    from smppgw.gateway.submit import prepare
+
+    fields = prepare(submit(2, bytes.fromhex(udh) + b"part text", esm_class=0x40), 0x34, 0.0)
+    assert fields.segment is not None and fields.segment_kind == kind
+
+
 def test_incomplete_long_message_gets_undeliv_receipts_after_the_reassembly_timeout(tmp_path):
     h = Harness(tmp_path, account={"reassembly_timeout": 30})
     try:
