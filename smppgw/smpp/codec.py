@@ -13,7 +13,8 @@ which drives both directions. submit_sm / deliver_sm, the hot path, go through `
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import fields
 from typing import Any
 
 from . import pdu as p
@@ -83,6 +84,26 @@ _MESSAGE_PAYLOAD = int(Tag.MESSAGE_PAYLOAD)
 
 
 # -- decode -----------------------------------------------------------------------------------
+
+
+def _slot_builder(cls: type[p.Pdu]) -> Callable[..., p.Pdu]:
+    """A function taking `cls`'s fields in order and returning the instance, setting each slot
+    through its descriptor. A frozen dataclass's own __init__ goes through object.__setattr__
+    for every field (it must get past the frozen __setattr__), at twice the cost: for the one
+    submit_sm every message is, 1.9 -> 1.0 us. The instance is the same frozen value."""
+    names = [f.name for f in fields(cls)]
+    env: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    body = []
+    for i, name in enumerate(names):
+        env[f"set{i}"] = getattr(cls, name).__set__  # the slot's member descriptor
+        body.append(f"    set{i}(pdu, {name})\n")
+    source = f"def build({', '.join(names)}):\n    pdu = new(cls)\n{''.join(body)}    return pdu\n"
+    exec(source, env)
+    build: Callable[..., p.Pdu] = env["build"]
+    return build
+
+
+_BUILD_SM = {cls: _slot_builder(cls) for cls in (p.SubmitSm, p.DeliverSm)}
 
 
 def decode(frame: bytes) -> p.Pdu:
@@ -181,7 +202,7 @@ def _decode_sm(cls: type[p.SubmitSm] | type[p.DeliverSm], buf: bytes, seq: int, 
     tlvs = decode_tlvs(buf, pos, end) if pos < end else ()
     if tlvs and short_message:
         _check_payload(tlvs)
-    return cls(
+    return _BUILD_SM[cls](
         seq,
         status,
         service_type,
