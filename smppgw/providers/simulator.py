@@ -86,6 +86,7 @@ class Simulator:
         )
         self.report_sink: Callable[[StatusReport], None] | None = None
         self.sent = 0
+        self._done_at: tuple[str, datetime] = ("", datetime.fromtimestamp(0, UTC))  # last (ms, done)
 
     def outcome(self, message_id: str, destination: str) -> str:
         for suffix, word in self._suffixes:
@@ -119,7 +120,11 @@ class Simulator:
 
     def _final(self, pid: str) -> StatusReport:
         message_id, ms, word = pid.rsplit(".", 2)
-        done = datetime.fromtimestamp(int(ms) / 1000 + self.delay, UTC)
+        if self._done_at[0] == ms:
+            done = self._done_at[1]  # every id of a batch carries the same time
+        else:
+            done = datetime.fromtimestamp(int(ms) / 1000 + self.delay, UTC)
+            self._done_at = (ms, done)
         return StatusReport(pid, STATES[word], word, ERR[word], done, message_id)
 
     async def poll(self, provider_ids: Sequence[str]) -> list[StatusReport]:

@@ -96,7 +96,7 @@ def _compose(
         if len(padded) != 3 or not padded.isascii() or not padded.isalnum():
             raise ValueError(f"err {err!r} must be 3 characters")
         err = padded
-    if not stat.isascii() or not stat.isalnum():
+    if stat not in STATE_BY_STAT and (not stat.isascii() or not stat.isalnum()):
         raise ValueError(f"stat {stat!r}")
     return (
         f"id:{message_id} sub:{sub:03d} dlvrd:{dlvrd:03d} submit date:{submit_date} "
