@@ -25,6 +25,8 @@ _NPIS = frozenset({0, 1, 3, 4, 6, 8, 9, 10, 14, 18})  # §5.2.6
 _MAX_TON = 6  # §5.2.5
 _ESM_TYPE = 0x3C  # ESME→SMSC message type bits: acks we cannot carry to an HTTP provider
 _RD_RESERVED = 0xE0
+_MESSAGE_PAYLOAD = int(Tag.MESSAGE_PAYLOAD)
+_USER_MESSAGE_REFERENCE = int(Tag.USER_MESSAGE_REFERENCE)
 
 
 class Refused(Exception):
@@ -130,7 +132,7 @@ def prepare(
         raise Refused(Status.ESME_RINVESMCLASS, "esm_class message type not supported", "bad_esm_class")
     if pdu.sm_default_msg_id:
         raise Refused(Status.ESME_RINVDFTMSGID, "no canned messages here", "bad_sm_default_msg_id")
-    payload_tlv = pdu.tlv(Tag.MESSAGE_PAYLOAD)
+    payload_tlv = pdu.tlv(_MESSAGE_PAYLOAD) if pdu.tlvs else None
     if payload_tlv is not None and pdu.short_message:
         raise Refused(Status.ESME_RINVMSGLEN, "short_message and message_payload both set", "bad_length")
     data = pdu.short_message if payload_tlv is None else payload_tlv
@@ -160,7 +162,7 @@ def prepare(
         text = _fragment_text(body, dc, packed, dc0, dc1)
         kind = "sar" if not pdu.esm_class & ESM_UDHI else ("udh16" if _udh16(data) else "udh8")
     schedule_at, valid_until = parse_times(pdu.schedule_delivery_time, pdu.validity_period, now)
-    umr = pdu.tlv(Tag.USER_MESSAGE_REFERENCE)
+    umr = pdu.tlv(_USER_MESSAGE_REFERENCE) if pdu.tlvs else None
     return Prepared(
         dest,
         text,

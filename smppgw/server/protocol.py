@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("smppgw.session")
 
 SYSTEM_ID = "smppgw"
+_RECEIVING = (State.BOUND_RX, State.BOUND_TRX)
 _BIND_NAMES = {State.BOUND_TX: "transmitter", State.BOUND_RX: "receiver", State.BOUND_TRX: "transceiver"}
 # Requests answered only when the gateway has done its part: they count against the window.
 _ASYNC = frozenset(
@@ -64,7 +65,10 @@ _ASYNC = frozenset(
 )
 # Requests that carry a message: they take a token of the account's throughput.
 _MESSAGES = frozenset({CommandId.SUBMIT_SM, CommandId.SUBMIT_MULTI, CommandId.DATA_SM})
-# plain ints for the per-message paths
+# plain ints for the per-message paths (an IntEnum member costs a class lookup each time)
+_SUBMIT_SM = int(CommandId.SUBMIT_SM)
+_ALERT_NOTIFICATION = int(CommandId.ALERT_NOTIFICATION)
+_UNBIND = int(CommandId.UNBIND)
 _DELIVER_SM = int(CommandId.DELIVER_SM)
 _DELIVER_SM_RESP = int(CommandId.DELIVER_SM_RESP)
 _SUBMIT_SM_RESP = int(CommandId.SUBMIT_SM_RESP)
@@ -167,7 +171,7 @@ class SmppSession(Protocol):
         if cid & RESP:
             self._on_response(pdu.sequence_number, pdu.command_status)
             return
-        if cid == CommandId.ALERT_NOTIFICATION:
+        if cid == _ALERT_NOTIFICATION:
             self.metrics.child(self.metrics.bad_pdus, "unexpected_alert_notification").inc()
             return  # never answered (smpp34.md §1.1)
         refusal = check(self.state, cid)
@@ -233,7 +237,7 @@ class SmppSession(Protocol):
         self._inflight += 1
         account, version = self._account, self.interface_version
         assert account is not None  # the state table admits these only when bound
-        if cid == CommandId.SUBMIT_SM:
+        if cid == _SUBMIT_SM:
             self.submits += 1
             t0 = time.perf_counter()
             seq = pdu.sequence_number
@@ -287,13 +291,13 @@ class SmppSession(Protocol):
             self.metrics.child(self.metrics.bad_pdus, "unexpected_response").inc()
             return
         _, command, answer = entry
-        if command == CommandId.DELIVER_SM:
+        if command == _DELIVER_SM:
             self._deliveries -= 1
-        if command == CommandId.UNBIND:
+        elif command == _UNBIND:
             self._close()
         if answer is not None:
             answer(command_status)
-        if command == CommandId.DELIVER_SM and self.state is not State.CLOSED:
+        if command == _DELIVER_SM and self.state is not State.CLOSED:
             self.gateway.outbox.window_open(self)
 
     # -- outgoing requests --------------------------------------------------------------------
@@ -309,7 +313,7 @@ class SmppSession(Protocol):
             self._arm()
 
     def delivery_capacity(self) -> int:
-        if self.state not in (State.BOUND_RX, State.BOUND_TRX) or self._closing:
+        if self.state not in _RECEIVING or self._closing:
             return 0
         return self.config.window - self._deliveries
 
