@@ -403,13 +403,14 @@ def _apply_all(conn: sqlite3.Connection, ops: list[Op], now: float) -> None:
     updates (an update writes the record's current columns, so one per message is enough),
     then new outbox rows, then removed ones (a removal always follows its row's commit), then
     ended receipts and trail events."""
-    inserts, updates, adds, removes, dones, events, others = [], {}, [], [], [], [], []
+    inserts: list[Any] = []  # the columns of every inserted row, one flat list (see _write_rows)
+    updates, adds, removes, dones, events, others = {}, [], [], [], [], []
     for op in ops:
         kind = type(op)
         if kind is InsertMessage:
             record = op.record  # type: ignore[union-attr]
             record.stored_at = now
-            inserts.append(_msg_row(record))
+            inserts += _msg_row(record)
         elif kind is UpdateMessage:
             updates[op.record.id] = op.record  # type: ignore[union-attr]
         elif kind is ReceiptDone:
@@ -424,9 +425,12 @@ def _apply_all(conn: sqlite3.Connection, ops: list[Op], now: float) -> None:
         else:
             others.append(op)
     if inserts:
-        _write_rows(conn, _INSERT_MSG, _INSERT_MANY, inserts)
+        _write_rows(conn, _INSERT_MSG, _INSERT_MANY, inserts, len(_MSG_COLS))
     if updates:
-        _write_rows(conn, _UPDATE_MSG, _UPDATE_MANY, [_update_row(r) for r in updates.values()])
+        flat: list[Any] = []
+        for r in updates.values():
+            flat += _update_row(r)
+        _write_rows(conn, _UPDATE_MSG, _UPDATE_MANY, flat, 9)
     for op in others:
         _apply(conn, op)
     if adds:
@@ -437,26 +441,26 @@ def _apply_all(conn: sqlite3.Connection, ops: list[Op], now: float) -> None:
         # one per message (the last, as executemany would leave it): UPDATE … FROM takes
         # distinct ids
         unique = {d[3]: d for d in dones}
-        _write_rows(conn, _RECEIPT_DONE, _RECEIPT_DONE_MANY, list(unique.values()))
+        _write_rows(conn, _RECEIPT_DONE, _RECEIPT_DONE_MANY, list(chain.from_iterable(unique.values())), 4)
     if events:
         conn.executemany(_INSERT_EVENT, events)
 
 
 def _write_rows(
-    conn: sqlite3.Connection, one: str, many: dict[int, str], rows: list[tuple[Any, ...]]
+    conn: sqlite3.Connection, one: str, many: dict[int, str], flat: list[Any], width: int
 ) -> None:
-    """Run `one` for every row, as few statements of `many` rows as the rows allow first."""
+    """Write rows of `width` columns given as one flat list: as few statements of `many` rows as
+    the rows allow first, then `one` for each row left."""
+    rows = len(flat) // width
     at = 0
     if _MULTI_ROW:
-        left = len(rows)
         for size in _CHUNKS:
             sql = many[size]
-            while left >= size:
-                conn.execute(sql, list(chain.from_iterable(rows[at : at + size])))
+            while rows - at >= size:
+                conn.execute(sql, flat[at * width : (at + size) * width])
                 at += size
-                left -= size
-    if at < len(rows):
-        conn.executemany(one, rows[at:] if at else rows)
+    if at < rows:
+        conn.executemany(one, [flat[i : i + width] for i in range(at * width, rows * width, width)])
 
 
 def _apply(conn: sqlite3.Connection, op: Op) -> None:
