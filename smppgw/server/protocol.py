@@ -72,6 +72,11 @@ _UNBIND = int(CommandId.UNBIND)
 _DELIVER_SM = int(CommandId.DELIVER_SM)
 _DELIVER_SM_RESP = int(CommandId.DELIVER_SM_RESP)
 _SUBMIT_SM_RESP = int(CommandId.SUBMIT_SM_RESP)
+# the pdus metric labels of the four PDUs every message is, resolved once
+_IN_SUBMIT_SM = ("in", *label_of(_SUBMIT_SM, 0))
+_OUT_SUBMIT_SM_RESP = ("out", *label_of(_SUBMIT_SM_RESP, 0))
+_OUT_DELIVER_SM = ("out", *label_of(_DELIVER_SM, 0))
+_IN_DELIVER_SM_RESP = ("in", *label_of(_DELIVER_SM_RESP, 0))
 
 
 class SmppSession(Protocol):
@@ -149,7 +154,9 @@ class SmppSession(Protocol):
             # with its NUL in the first 65 octets; trailing octets are ignored like decode does)
             _, cid, status, seq = HEADER.unpack_from(frame)
             if cid == _DELIVER_SM_RESP and (len(frame) == 16 or status or frame.find(b"\0", 16, 81) >= 0):
-                self._count("in", cid, status)
+                labels = self._labels("in", cid, status) if status else _IN_DELIVER_SM_RESP
+                counts = self.metrics.pdus.counts
+                counts[labels] = counts.get(labels, 0) + 1
                 self._on_response(seq, status)
                 continue
             try:
@@ -167,7 +174,10 @@ class SmppSession(Protocol):
 
     def _handle(self, pdu: Pdu) -> None:
         cid = pdu.command_id
-        self._count("in", cid, pdu.command_status)
+        status = pdu.command_status
+        labels = _IN_SUBMIT_SM if cid == _SUBMIT_SM and not status else self._labels("in", cid, status)
+        counts = self.metrics.pdus.counts
+        counts[labels] = counts.get(labels, 0) + 1
         if cid & RESP:
             self._on_response(pdu.sequence_number, pdu.command_status)
             return
@@ -248,9 +258,12 @@ class SmppSession(Protocol):
                     return  # stored all the same; the ESME will learn its fate from the receipt
                 # the bytes of response_for(pdu, status, message_id=detail), without the PDU
                 if status == 0:
-                    self._out(encode_message_id_resp(_SUBMIT_SM_RESP, seq, detail), _SUBMIT_SM_RESP, 0)
+                    self._out(encode_message_id_resp(_SUBMIT_SM_RESP, seq, detail), _OUT_SUBMIT_SM_RESP)
                 else:
-                    self._out(encode_header(_SUBMIT_SM_RESP, seq, status), _SUBMIT_SM_RESP, status)
+                    self._out(
+                        encode_header(_SUBMIT_SM_RESP, seq, status),
+                        self._labels("out", _SUBMIT_SM_RESP, status),
+                    )
                 self.metrics.submit_latency.observe(time.perf_counter() - t0)
 
             self.gateway.submit(account, pdu, version, reply)  # type: ignore[arg-type]
@@ -327,7 +340,7 @@ class SmppSession(Protocol):
             data = deliver_sm_bytes(record, seq, self.interface_version, enroute)
             self._deliveries += 1
             self._pending[seq] = (self.clock.seconds(), _DELIVER_SM, answer)
-            self._out(data, _DELIVER_SM, 0)
+            self._out(data, _OUT_DELIVER_SM)
             if len(self._pending) == 1:
                 self._arm()
             return
@@ -436,24 +449,31 @@ class SmppSession(Protocol):
     def _send(self, pdu: Pdu | None) -> None:
         if pdu is None or self.state is State.CLOSED:
             return
-        self._out(encode(pdu), pdu.command_id, pdu.command_status)
+        self._out(encode(pdu), self._labels("out", pdu.command_id, pdu.command_status))
 
-    def _out(self, data: bytes, command_id: int, status: int) -> None:
+    def _out(self, data: bytes, labels: tuple[str, ...]) -> None:
+        """Write a PDU's bytes and count it under its metric labels (`_labels`, or one of the
+        per-message PDUs' labels resolved at import)."""
         if self.state is State.CLOSED:
             return
         self.transport.write(data)  # type: ignore[union-attr]
-        self._count("out", command_id, status)
+        counts = self.metrics.pdus.counts
+        counts[labels] = counts.get(labels, 0) + 1
 
     def _count(self, direction: str, command_id: int, status: int) -> None:
-        # four times per message: two dict hits and an add, no call into a metric object
+        labels = self._labels(direction, command_id, status)
+        counts = self.metrics.pdus.counts
+        counts[labels] = counts.get(labels, 0) + 1
+
+    def _labels(self, direction: str, command_id: int, status: int) -> tuple[str, ...]:
+        """The pdus metric labels of a PDU, resolved once per (direction, command, status)."""
         labels = self.metrics.pdu_rows.get((direction, command_id, status))
-        if labels is None:  # once per (direction, command, status): the labels resolved
+        if labels is None:
             labels = self.metrics.pdu_rows[(direction, command_id, status)] = (
                 direction,
                 *label_of(command_id, status),
             )
-        counts = self.metrics.pdus.counts
-        counts[labels] = counts.get(labels, 0) + 1
+        return labels
 
     def _unbound(self, by: str) -> None:
         if self.state in _BIND_NAMES:
