@@ -143,10 +143,13 @@ def prepare(
             f"binary data_coding {dc:#04x}: no HTTP provider carries 8-bit data",
             "binary_data_coding",
         )
-    try:
-        segment, body = concat_info(pdu.esm_class, data, pdu.tlvs)
-    except ValueError as e:
-        raise Refused(Status.ESME_RINVESMCLASS, f"UDH: {e}", "bad_udh") from None
+    if pdu.esm_class & ESM_UDHI or pdu.tlvs:
+        try:
+            segment, body = concat_info(pdu.esm_class, data, pdu.tlvs)
+        except ValueError as e:
+            raise Refused(Status.ESME_RINVESMCLASS, f"UDH: {e}", "bad_udh") from None
+    else:
+        segment, body = None, data  # no UDH and no sar_* TLVs: not a part (what concat_info says)
     packed = _is_packed(dc, dc0, dc1)
     if packed:
         body = unpack_after_udh(data, len(data) - len(body))
@@ -154,7 +157,9 @@ def prepare(
         segment = None  # one part of one: the message itself
     if segment is None:
         try:
-            text = decode_payload(body, dc, packed, dc0, dc1)
+            text = (
+                gsm_decode(body) if dc == 0 and dc0 == "gsm" else decode_payload(body, dc, packed, dc0, dc1)
+            )
         except TextError as e:
             raise Refused(Status.ESME_RSUBMITFAIL, f"data_coding {dc:#04x}: {e}", "bad_text") from None
         kind = ""
