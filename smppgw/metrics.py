@@ -214,7 +214,7 @@ class Metrics:
         )
         self._children: dict[int, dict[tuple[str, ...], Any]] = {}  # id(metric) -> labels -> child
         # (direction, command_id, status) -> the labels of `pdus` it counts under
-        self.pdu_rows: dict[tuple[str, int, int], tuple[str, ...]] = {}
+        self.pdu_labels: dict[tuple[str, int, int], tuple[str, ...]] = {}
 
     def child(self, metric: MetricWrapperBase | CounterTable | GaugeTable, *labels: str) -> Any:
         children = self._children.get(id(metric))

@@ -467,9 +467,9 @@ class SmppSession(Protocol):
 
     def _labels(self, direction: str, command_id: int, status: int) -> tuple[str, ...]:
         """The pdus metric labels of a PDU, resolved once per (direction, command, status)."""
-        labels = self.metrics.pdu_rows.get((direction, command_id, status))
+        labels = self.metrics.pdu_labels.get((direction, command_id, status))
         if labels is None:
-            labels = self.metrics.pdu_rows[(direction, command_id, status)] = (
+            labels = self.metrics.pdu_labels[(direction, command_id, status)] = (
                 direction,
                 *label_of(command_id, status),
             )
