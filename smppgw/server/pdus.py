@@ -62,9 +62,9 @@ def deliver_sm_bytes(
 
 def fits_one(record: OutboxRecord) -> bool:
     """Whether the record goes out as one deliver_sm (a receipt, or a short MO message)."""
-    return bool(record.esm_class & (ESM_DELIVERY_RECEIPT | ESM_UDHI)) or len(
-        record.short_message
-    ) <= sms_capacity(record.data_coding)
+    if record.esm_class & (ESM_DELIVERY_RECEIPT | ESM_UDHI):
+        return True
+    return len(record.short_message) <= sms_capacity(record.data_coding)
 
 
 def _receipt_tlvs(record: OutboxRecord, interface_version: int) -> tuple[tuple[int, bytes], ...]:

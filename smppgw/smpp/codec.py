@@ -409,9 +409,9 @@ def receipt_tlvs(
     user_message_reference: int | None = None,
 ) -> bytes:
     """The TLVs of a delivery receipt as `encode_tlvs` writes them: receipted_message_id
-    (NUL-terminated: smpplib drops the last octet otherwise, smpp34.md §2.2), message_state,
-    and network_error_code (GSM) and user_message_reference where given."""
-    mid = message_id.encode("latin-1") + b"\0"
+    (UTF-8 and NUL-terminated: smpplib drops the last octet otherwise, smpp34.md §2.2),
+    message_state, and network_error_code (GSM) and user_message_reference where given."""
+    mid = message_id.encode() + b"\0"
     if len(mid) > 65:
         raise ValueError(f"TLV 0x001E of {len(mid)} octets (allowed 1-65)")
     try:
