@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from smppgw.logs import event
-from smppgw.smpp.concat import IE_CONCAT_16, Segment, concat_info, split_udh, udh_elements
+from smppgw.smpp.concat import IE_CONCAT_8, IE_CONCAT_16, Segment, concat_info, split_udh, udh_elements
 from smppgw.smpp.constants import ESM_UDHI, Status, Tag
 from smppgw.smpp.pdu import SubmitSm
 from smppgw.smpp.text import TextError, decode_text, gsm_decode, unpack_after_udh
@@ -183,7 +183,7 @@ def prepare(
 
 def _udh16(data: bytes) -> bool:
     """The UDH's concatenation IE is 0x08 (16-bit reference) rather than 0x00."""
-    if len(data) > 2 and data[0] in (5, 6) and data[1] == (IE_CONCAT_16 if data[0] == 6 else 0):
+    if len(data) > 2 and data[0] in (5, 6) and data[1] == (IE_CONCAT_16 if data[0] == 6 else IE_CONCAT_8):
         return data[0] == 6  # the usual UDH: that IE alone (5 octets for 0x00, 6 for 0x08)
     return any(iei == IE_CONCAT_16 for iei, _ in udh_elements(split_udh(data)[0]))
 
