@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import getpass
 import logging
 import signal
@@ -60,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     reactor.addSystemEventTrigger("before", "shutdown", app.stop)
     signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
     signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(app.reload))  # re-read the file
+    tune_gc()
     reactor.run()
     return 0
 
@@ -94,6 +96,27 @@ def _supervise(args: argparse.Namespace) -> int:
             hint="each scrape reaches one worker at random; set [http] worker_ports_from",
         )
     return Supervisor(args.workers, lambda i, fd: worker_command(args.config, i, fd)).run()
+
+
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Tune the cyclic garbage collector for a server whose work is many short-lived objects.
+
+    Every message allocates a few dozen GC-tracked objects (records, ops, closures) that live
+    from its submit_sm to its commit or receipt: at the default threshold (700) they are
+    swept young, survive (they are in flight), move to the older generations and make full
+    collections frequent, each walking every object the process ever loaded. Under S1 that was
+    a third of the event loop's CPU (about 20 us per message, 13 full collections per 30,000
+    messages). Freezing what exists after start (modules, config, Twisted, httpx: never
+    garbage) takes it out of every collection, and a young threshold of 50,000 lets most
+    in-flight objects be freed by their reference count before a collection sees them. Real
+    cycles are still collected, later and in larger sweeps."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -7,12 +7,14 @@ a message id.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.utils import floatToGoString
 
 
 class CounterTable:
@@ -55,6 +57,79 @@ class _Row:
         self.counts[self.labels] += amount
 
 
+class GaugeTable:
+    """A labelled gauge set on the per-message paths (outbox depth after every receipt): plain
+    numbers in a dict, exported when scraped (no lock per set; only the event loop sets them)."""
+
+    def __init__(self, name: str, documentation: str, labels: list[str], registry: CollectorRegistry) -> None:
+        self.name, self.documentation, self.label_names = name, documentation, labels
+        self.values: dict[tuple[str, ...], float] = {}
+        registry.register(self)
+
+    def value(self, *labels: str) -> float:
+        return self.values.get(labels, 0.0)
+
+    def set(self, value: float, *labels: str) -> None:
+        """Set the gauge of these labels (without resolving a child first)."""
+        self.values[labels] = value
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.label_names)
+        for labels, v in list(self.values.items()):
+            family.add_metric(list(labels), v)
+        yield family
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=self.label_names)
+
+
+class _GaugeRow:
+    """One label set of a GaugeTable, resolved once like a prometheus child."""
+
+    __slots__ = ("values", "labels")
+
+    def __init__(self, values: dict[tuple[str, ...], float], labels: tuple[str, ...]) -> None:
+        self.values, self.labels = values, labels
+        values.setdefault(labels, 0.0)
+
+    def set(self, value: float) -> None:
+        self.values[self.labels] = value
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.values[self.labels] += amount
+
+    def dec(self, amount: float = 1.0) -> None:
+        self.values[self.labels] -= amount
+
+
+class HistogramTable:
+    """An unlabelled histogram observed once per message (submit latency): bucket counts in a
+    list found by bisect, exported as a Prometheus histogram when scraped (no lock per observe)."""
+
+    def __init__(
+        self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry
+    ) -> None:
+        self.name, self.documentation = name, documentation
+        self.bounds = sorted(float(b) for b in buckets)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last: above every bound (+Inf only)
+        self.sum = 0.0
+        registry.register(self)
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # a value equal to a bound is in it (le)
+        self.sum += value
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        cumulative, total = [], 0
+        for bound, n in zip([*self.bounds, float("inf")], self.counts, strict=True):
+            total += n
+            cumulative.append((floatToGoString(bound), total))
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=cumulative, sum_value=self.sum)
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation)
+
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -76,11 +151,11 @@ class Metrics:
             ["account", "provider", "state"],
             r,
         )
-        self.submit_latency = Histogram(
+        self.submit_latency = HistogramTable(
             "smppgw_submit_latency_seconds",
             "submit_sm received to submit_sm_resp written",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            LATENCY_BUCKETS,
+            r,
         )
         self.bound_sessions = Gauge(
             "smppgw_bound_sessions",
@@ -94,14 +169,14 @@ class Metrics:
             ["account", "stat", "result"],
             r,
         )
-        self.outbox_depth = Gauge(
+        self.outbox_depth = GaugeTable(
             "smppgw_receipt_outbox",
             "deliver_sm waiting for a deliver_sm_resp (queued or in flight)",
             ["account"],
-            registry=r,
+            r,
         )
-        self.dispatch_queue = Gauge(
-            "smppgw_dispatch_queue", "Messages waiting for a provider request", ["provider"], registry=r
+        self.dispatch_queue = GaugeTable(
+            "smppgw_dispatch_queue", "Messages waiting for a provider request", ["provider"], r
         )
         self.provider_requests = Counter(
             "smppgw_provider_requests",
@@ -137,17 +212,22 @@ class Metrics:
             ["account", "result"],
             registry=r,
         )
-        self._children: dict[tuple, Any] = {}
-        self.pdu_rows: dict[tuple[str, int, int], Any] = {}  # (direction, command_id, status) -> row
+        self._children: dict[int, dict[tuple[str, ...], Any]] = {}  # id(metric) -> labels -> child
+        # (direction, command_id, status) -> the labels of `pdus` it counts under
+        self.pdu_labels: dict[tuple[str, int, int], tuple[str, ...]] = {}
 
-    def child(self, metric: MetricWrapperBase | CounterTable, *labels: str) -> Any:
-        key = (id(metric), *labels)
-        c = self._children.get(key)
+    def child(self, metric: MetricWrapperBase | CounterTable | GaugeTable, *labels: str) -> Any:
+        children = self._children.get(id(metric))
+        if children is None:
+            children = self._children[id(metric)] = {}
+        c = children.get(labels)
         if c is None:
             if isinstance(metric, CounterTable):
-                c = self._children[key] = _Row(metric.counts, labels)
+                c = children[labels] = _Row(metric.counts, labels)
+            elif isinstance(metric, GaugeTable):
+                c = children[labels] = _GaugeRow(metric.values, labels)
             else:
-                c = self._children[key] = metric.labels(*labels)
+                c = children[labels] = metric.labels(*labels)
         return c
 
     def exposition(self) -> bytes:

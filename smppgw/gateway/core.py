@@ -509,7 +509,9 @@ class Gateway:
         return list(self.live.values())
 
     def _count(self, account: str, provider: str, state: str) -> None:
-        self.metrics.child(self.metrics.messages, account, provider, state).inc()
+        # perf (issue 11): a CounterTable counts in one dict update; child(...).inc() cost a lookup
+        # of the child and a call more, three times per message
+        self.metrics.messages.inc(account, provider, state)
 
     # -- protocol operations (query, cancel, replace, multi, data_sm) --
 

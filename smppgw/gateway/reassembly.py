@@ -22,7 +22,8 @@ import heapq
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall
@@ -135,7 +136,7 @@ class Reassembler:
         ops: list[Op] = []
         for f in others:
             f.provider_id = WAITING + record.id
-            ops.append(UpdateMessage(replace(f, state=max(f.state, ENROUTE))))
+            ops.append(UpdateMessage(_with_state(f, max(f.state, ENROUTE))))
         self.followers[record.id] = others
 
         def done(error: BaseException | None) -> None:
@@ -177,7 +178,7 @@ class Reassembler:
                 self.gw.live[record.id] = record
             reply(Status.ESME_ROK, record.id)
 
-        stored = replace(record, state=ENROUTE)  # on disk never QUEUED: a restart must not send it
+        stored = _with_state(record, ENROUTE)  # on disk never QUEUED: a restart must not send it
         self.gw.store.write([InsertMessage(stored)], committed, high_id=self.gw.ids.high)
 
     def _repeat(self, part: _Part, reply: Reply) -> None:
@@ -195,6 +196,8 @@ class Reassembler:
 
     def follow(self, ops: list[Op]) -> None:
         """Called for every state write: a lead's new state goes to its followers."""
+        if not self.followers:
+            return  # no long message waiting for its lead: the common case, one check
         for op in ops:
             if type(op) is UpdateMessage and op.record.id in self.followers:
                 self._mirror(op.record)
@@ -294,6 +297,17 @@ class Reassembler:
                 self.followers.setdefault(lead_id, []).append(record)
             else:
                 self.gw.store.get_message(lead_id, _mirror_final(self.gw, record))
+
+
+_RECORD_FIELDS = attrgetter(*(f.name for f in fields(MessageRecord)))
+
+
+def _with_state(record: MessageRecord, state: int) -> MessageRecord:
+    """A copy of `record` in `state` (what dataclasses.replace gives, at a third of its cost:
+    it is built for every part of a long message)."""
+    copy = MessageRecord(*_RECORD_FIELDS(record))
+    copy.state = state
+    return copy
 
 
 def _mirror_final(gw: Gateway, follower: MessageRecord) -> Callable[[MessageRecord | None], None]:

@@ -3,29 +3,31 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from smppgw.providers.base import Inbound
 from smppgw.smpp.constants import ESM_DELIVERY_RECEIPT, MessageState
-from smppgw.smpp.receipt import STAT_BY_STATE, Receipt, format_receipt
+from smppgw.smpp.receipt import STAT_BY_STATE, receipt_text
 from smppgw.smpp.text import gsm_encode, is_gsm
 from smppgw.store.base import MessageRecord, OutboxRecord
 
 FINAL = frozenset(s for s in range(2, 9))
 
 
+_ENROUTE = int(MessageState.ENROUTE)  # plain ints: an IntEnum compare costs several times more
+_DELIVERED = int(MessageState.DELIVERED)
+
+
 def wants_receipt(registered_delivery: int, state: int) -> bool:
     """registered_delivery bits 1-0: 01 every final state, 10 failures only, 11 (5.0 binds)
     success only; bit 4 (0x10): intermediate notifications (ENROUTE) too."""
-    if state == MessageState.ENROUTE:
+    if state == _ENROUTE:
         return bool(registered_delivery & 0x10)
     mode = registered_delivery & 0x03
     if mode == 1:
         return True
     if mode == 2:
-        return state != MessageState.DELIVERED
+        return state != _DELIVERED
     if mode == 3:
-        return state == MessageState.DELIVERED
+        return state == _DELIVERED
     return False
 
 
@@ -33,35 +35,38 @@ def build_receipt(msg: MessageRecord, state: int, now: float, on_row: bool = Fal
     """The receipt for `msg` reaching `state`. A final receipt rides on its message row
     (`on_row`: no outbox row of its own); an intermediate one is an outbox row."""
     done = msg.done_at if msg.done_at is not None else now
-    text = format_receipt(
-        Receipt(
-            id=msg.id,
-            sub=1,
-            dlvrd=1 if state == MessageState.DELIVERED else 0,
-            submit_date=datetime.fromtimestamp(msg.submitted_at, UTC),
-            done_date=datetime.fromtimestamp(done, UTC),
-            stat=STAT_BY_STATE[state],
-            err=msg.err,
-            text=msg.text[:20],
-        )
+    mid = msg.id
+    text = receipt_text(
+        mid,
+        1,
+        1 if state == _DELIVERED else 0,
+        msg.submitted_at,
+        done,
+        STAT_BY_STATE[state],
+        msg.err,
+        msg.text,
     )
+    # positional, in OutboxRecord's field order: key, account, message_id, state, source_addr,
+    # source_ton, source_npi, dest_addr, dest_ton, dest_npi, esm_class, data_coding,
+    # short_message, created_at, user_message_reference, network_error, on_row
     return OutboxRecord(
-        key=f"{msg.id}/{state}",
-        account=msg.account,
-        message_id=msg.id,
-        state=state,
-        source_addr=msg.destination,
-        source_ton=msg.dest_ton,
-        source_npi=msg.dest_npi,
-        dest_addr=msg.source,
-        dest_ton=msg.source_ton,
-        dest_npi=msg.source_npi,
-        esm_class=ESM_DELIVERY_RECEIPT,
-        data_coding=0,
-        short_message=text,
-        created_at=now,
-        user_message_reference=msg.user_message_reference,
-        on_row=on_row,
+        f"{mid}/{state}",
+        msg.account,
+        mid,
+        state,
+        msg.destination,
+        msg.dest_ton,
+        msg.dest_npi,
+        msg.source,
+        msg.source_ton,
+        msg.source_npi,
+        ESM_DELIVERY_RECEIPT,
+        0,
+        text,
+        now,
+        msg.user_message_reference,
+        None,
+        on_row,
     )
 
 

@@ -20,10 +20,18 @@ class NoRoute(Exception):
     pass
 
 
+_CACHE_MAX = 4096
+
+
 class Router:
     def __init__(self, routes: tuple[Route, ...], prices: PriceBook | None = None) -> None:
         self.routes = routes
         self.prices = prices
+        # The match depends on the destination only through its first `_prefix_len` digits, so
+        # (account, source, those digits) keys a cache of matches: one dict hit per message
+        # instead of a walk over every route and prefix. A new Router comes with every reload.
+        self._prefix_len = max((len(p) for r in routes for p in r.prefixes), default=0)
+        self._cache: dict[tuple[str, str, str], Route] = {}
 
     def order(self, account: str, destination: str, source: str) -> Callable[[str], int]:
         """Sort key: a provider's position in the matching route as written in the config."""
@@ -41,6 +49,16 @@ class Router:
         return best.providers
 
     def _match(self, account: str, destination: str, source: str) -> Route:
+        key = (account, source, destination[: self._prefix_len])
+        route = self._cache.get(key)
+        if route is None:
+            route = self._walk(account, destination, source)
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()  # a bound, not an LRU: refilling costs one walk per key
+            self._cache[key] = route
+        return route
+
+    def _walk(self, account: str, destination: str, source: str) -> Route:
         best: Route | None = None
         best_len = -1
         for route in self.routes:

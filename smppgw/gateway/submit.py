@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from smppgw.logs import event
-from smppgw.smpp.concat import IE_CONCAT_16, Segment, concat_info, split_udh, udh_elements
+from smppgw.smpp.concat import IE_CONCAT_8, IE_CONCAT_16, Segment, concat_info, split_udh, udh_elements
 from smppgw.smpp.constants import ESM_UDHI, Status, Tag
 from smppgw.smpp.pdu import SubmitSm
 from smppgw.smpp.text import TextError, decode_text, gsm_decode, unpack_after_udh
@@ -25,6 +25,8 @@ _NPIS = frozenset({0, 1, 3, 4, 6, 8, 9, 10, 14, 18})  # §5.2.6
 _MAX_TON = 6  # §5.2.5
 _ESM_TYPE = 0x3C  # ESME→SMSC message type bits: acks we cannot carry to an HTTP provider
 _RD_RESERVED = 0xE0
+_MESSAGE_PAYLOAD = int(Tag.MESSAGE_PAYLOAD)
+_USER_MESSAGE_REFERENCE = int(Tag.USER_MESSAGE_REFERENCE)
 
 
 class Refused(Exception):
@@ -36,7 +38,7 @@ class Refused(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per message, a frozen init costs twice as much
 class Prepared:
     destination: str
     text: str  # the decoded text; for a part, this part alone as far as it decodes
@@ -98,6 +100,8 @@ def destination_of(addr: str) -> str:
 
 
 def parse_times(schedule: str, validity: str, now: float) -> tuple[float | None, float | None]:
+    if not schedule and not validity:
+        return None, None  # most messages: neither time set
     when = datetime.fromtimestamp(now, UTC)
     try:
         at = parse_smpp_time(schedule, when)
@@ -128,7 +132,7 @@ def prepare(
         raise Refused(Status.ESME_RINVESMCLASS, "esm_class message type not supported", "bad_esm_class")
     if pdu.sm_default_msg_id:
         raise Refused(Status.ESME_RINVDFTMSGID, "no canned messages here", "bad_sm_default_msg_id")
-    payload_tlv = pdu.tlv(Tag.MESSAGE_PAYLOAD)
+    payload_tlv = pdu.tlv(_MESSAGE_PAYLOAD) if pdu.tlvs else None
     if payload_tlv is not None and pdu.short_message:
         raise Refused(Status.ESME_RINVMSGLEN, "short_message and message_payload both set", "bad_length")
     data = pdu.short_message if payload_tlv is None else payload_tlv
@@ -139,10 +143,13 @@ def prepare(
             f"binary data_coding {dc:#04x}: no HTTP provider carries 8-bit data",
             "binary_data_coding",
         )
-    try:
-        segment, body = concat_info(pdu.esm_class, data, pdu.tlvs)
-    except ValueError as e:
-        raise Refused(Status.ESME_RINVESMCLASS, f"UDH: {e}", "bad_udh") from None
+    if pdu.esm_class & ESM_UDHI or pdu.tlvs:
+        try:
+            segment, body = concat_info(pdu.esm_class, data, pdu.tlvs)
+        except ValueError as e:
+            raise Refused(Status.ESME_RINVESMCLASS, f"UDH: {e}", "bad_udh") from None
+    else:
+        segment, body = None, data  # no UDH and no sar_* TLVs: not a part (what concat_info says)
     packed = _is_packed(dc, dc0, dc1)
     if packed:
         body = unpack_after_udh(data, len(data) - len(body))
@@ -150,7 +157,9 @@ def prepare(
         segment = None  # one part of one: the message itself
     if segment is None:
         try:
-            text = decode_payload(body, dc, packed, dc0, dc1)
+            text = (
+                gsm_decode(body) if dc == 0 and dc0 == "gsm" else decode_payload(body, dc, packed, dc0, dc1)
+            )
         except TextError as e:
             raise Refused(Status.ESME_RSUBMITFAIL, f"data_coding {dc:#04x}: {e}", "bad_text") from None
         kind = ""
@@ -158,22 +167,24 @@ def prepare(
         text = _fragment_text(body, dc, packed, dc0, dc1)
         kind = "sar" if not pdu.esm_class & ESM_UDHI else ("udh16" if _udh16(data) else "udh8")
     schedule_at, valid_until = parse_times(pdu.schedule_delivery_time, pdu.validity_period, now)
-    umr = pdu.tlv(Tag.USER_MESSAGE_REFERENCE)
+    umr = pdu.tlv(_USER_MESSAGE_REFERENCE) if pdu.tlvs else None
     return Prepared(
-        destination=dest,
-        text=text,
-        user_message_reference=int.from_bytes(umr, "big") if umr and len(umr) == 2 else None,
-        schedule_at=schedule_at,
-        valid_until=valid_until,
-        segment=segment,
-        segment_kind=kind,
-        payload=body if segment is not None else b"",
-        packed=packed,
+        dest,
+        text,
+        int.from_bytes(umr, "big") if umr and len(umr) == 2 else None,
+        schedule_at,
+        valid_until,
+        segment,
+        kind,
+        body if segment is not None else b"",
+        packed,
     )
 
 
 def _udh16(data: bytes) -> bool:
     """The UDH's concatenation IE is 0x08 (16-bit reference) rather than 0x00."""
+    if len(data) > 2 and data[0] in (5, 6) and data[1] == (IE_CONCAT_16 if data[0] == 6 else IE_CONCAT_8):
+        return data[0] == 6  # the usual UDH: that IE alone (5 octets for 0x00, 6 for 0x08)
     return any(iei == IE_CONCAT_16 for iei, _ in udh_elements(split_udh(data)[0]))
 
 

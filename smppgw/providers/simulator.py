@@ -86,23 +86,27 @@ class Simulator:
         )
         self.report_sink: Callable[[StatusReport], None] | None = None
         self.sent = 0
+        self._done_at: tuple[str, datetime] = ("", datetime.fromtimestamp(0, UTC))  # last (ms, done)
 
     def outcome(self, message_id: str, destination: str) -> str:
         for suffix, word in self._suffixes:
             if destination.endswith(suffix):
                 return word
+        if len(self._words) == 1:
+            return self._words[0]  # one outcome: nothing to draw
         # a hash, not a seeded Random per message: the same draw for the same (seed, id), cheaply
         point = zlib.crc32(f"{self.seed}:{message_id}".encode()) / 0xFFFFFFFF * self._total
         return self._words[min(bisect.bisect_right(self._cumulative, point), len(self._words) - 1)]
 
     async def send(self, batch: Sequence[OutboundSms]) -> list[SendResult]:
-        now = self.clock.seconds()
+        ms = int(self.clock.seconds() * 1000)
         out = []
         state = ENROUTE if self.enroute else 0
+        outcome = self.outcome
         for sms in batch:
-            word = self.outcome(sms.message_id, sms.destination)
-            pid = f"{sms.message_id}.{int(now * 1000)}.{word}"
-            out.append(SendResult(sms.message_id, provider_id=pid, state=state, provider_status="ACCEPTED"))
+            mid = sms.message_id
+            pid = f"{mid}.{ms}.{outcome(mid, sms.destination)}"
+            out.append(SendResult(mid, pid, None, state, "ACCEPTED"))
         if self.report_sink is not None:
             self.clock.callLater(self.delay, self._report, [r.provider_id for r in out])  # one timer a batch
         self.sent += len(batch)
@@ -116,8 +120,12 @@ class Simulator:
 
     def _final(self, pid: str) -> StatusReport:
         message_id, ms, word = pid.rsplit(".", 2)
-        done = datetime.fromtimestamp(int(ms) / 1000 + self.delay, UTC)
-        return StatusReport(pid, STATES[word], word, ERR[word], done_at=done, message_id=message_id)
+        if self._done_at[0] == ms:
+            done = self._done_at[1]  # every id of a batch carries the same time
+        else:
+            done = datetime.fromtimestamp(int(ms) / 1000 + self.delay, UTC)
+            self._done_at = (ms, done)
+        return StatusReport(pid, STATES[word], word, ERR[word], done, message_id)
 
     async def poll(self, provider_ids: Sequence[str]) -> list[StatusReport]:
         now = self.clock.seconds()

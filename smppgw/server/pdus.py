@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from functools import lru_cache
 
+from smppgw.smpp.codec import encode_deliver_sm, receipt_tlvs
 from smppgw.smpp.concat import make_udh, sar_tlvs, sms_capacity, split_user_data
 from smppgw.smpp.constants import ESM_DELIVERY_RECEIPT, ESM_UDHI, CommandId, MessageState, Status, Tag
 from smppgw.smpp.pdu import DataSmResp, DeliverSm, Pdu, cstr_tlv, int_tlv, response_for
@@ -22,21 +23,6 @@ _UDH8_LENGTH = 6
 def deliver_sm_for(
     record: OutboxRecord, sequence_number: int, interface_version: int, enroute_esm_class: int = 0x04
 ) -> DeliverSm:
-    tlvs: tuple[tuple[int, bytes], ...] = ()
-    if interface_version >= 0x34 and record.esm_class & ESM_DELIVERY_RECEIPT:
-        # receipted_message_id NUL-terminated: smpplib drops the last byte otherwise (smpp34.md §2.2)
-        items = [
-            (Tag.RECEIPTED_MESSAGE_ID, record.message_id.encode() + b"\0"),
-            (Tag.MESSAGE_STATE, bytes((record.state,))),
-        ]
-        if record.network_error is not None:
-            items.append((Tag.NETWORK_ERROR_CODE, b"\x03" + record.network_error.to_bytes(2, "big")))
-        if record.user_message_reference is not None:
-            items.append((Tag.USER_MESSAGE_REFERENCE, record.user_message_reference.to_bytes(2, "big")))
-        tlvs = tuple(items)
-    esm_class = record.esm_class
-    if esm_class == ESM_DELIVERY_RECEIPT and record.state == MessageState.ENROUTE:
-        esm_class = enroute_esm_class  # 0x20 (intermediate notification) only where asked
     return DeliverSm(
         sequence_number=sequence_number,
         source_addr_ton=record.source_ton,
@@ -45,11 +31,69 @@ def deliver_sm_for(
         dest_addr_ton=record.dest_ton,
         dest_addr_npi=record.dest_npi,
         destination_addr=record.dest_addr,
-        esm_class=esm_class,
+        esm_class=_esm_class(record, enroute_esm_class),
         data_coding=record.data_coding,
         short_message=record.short_message,
-        tlvs=tlvs,
+        tlvs=_receipt_tlvs(record, interface_version),
     )
+
+
+def deliver_sm_bytes(
+    record: OutboxRecord, sequence_number: int, interface_version: int, enroute_esm_class: int = 0x04
+) -> bytes:
+    """`encode(deliver_sm_for(...))` without the PDU object: the one deliver_sm of a record that
+    fits one (`fits_one`), as a receipt always does."""
+    return encode_deliver_sm(
+        sequence_number,
+        record.source_ton,
+        record.source_npi,
+        record.source_addr,
+        record.dest_ton,
+        record.dest_npi,
+        record.dest_addr,
+        _esm_class(record, enroute_esm_class),
+        record.data_coding,
+        record.short_message,
+        receipt_tlvs(record.message_id, record.state, record.network_error, record.user_message_reference)
+        if interface_version >= 0x34 and record.esm_class & ESM_DELIVERY_RECEIPT
+        else b"",
+    )
+
+
+def fits_one(record: OutboxRecord) -> bool:
+    """Whether the record goes out as one deliver_sm (a receipt, or a short MO message)."""
+    if record.esm_class & (ESM_DELIVERY_RECEIPT | ESM_UDHI):
+        return True
+    return len(record.short_message) <= sms_capacity(record.data_coding)
+
+
+def _receipt_tlvs(record: OutboxRecord, interface_version: int) -> tuple[tuple[int, bytes], ...]:
+    if interface_version < 0x34 or not record.esm_class & ESM_DELIVERY_RECEIPT:
+        return ()
+    # receipted_message_id NUL-terminated: smpplib drops the last byte otherwise (smpp34.md §2.2)
+    tlvs = (
+        (_RECEIPTED_MESSAGE_ID, record.message_id.encode() + b"\0"),
+        (_MESSAGE_STATE, bytes((record.state,))),
+    )
+    if record.network_error is not None:
+        tlvs += ((_NETWORK_ERROR_CODE, b"\x03" + record.network_error.to_bytes(2, "big")),)
+    if record.user_message_reference is not None:
+        tlvs += ((_USER_MESSAGE_REFERENCE, record.user_message_reference.to_bytes(2, "big")),)
+    return tlvs
+
+
+def _esm_class(record: OutboxRecord, enroute_esm_class: int) -> int:
+    if record.esm_class == ESM_DELIVERY_RECEIPT and record.state == _ENROUTE:
+        return enroute_esm_class  # 0x20 (intermediate notification) only where asked
+    return record.esm_class
+
+
+# plain ints for the per-receipt path (an IntEnum costs more in every compare and hash)
+_RECEIPTED_MESSAGE_ID = int(Tag.RECEIPTED_MESSAGE_ID)
+_MESSAGE_STATE = int(Tag.MESSAGE_STATE)
+_NETWORK_ERROR_CODE = int(Tag.NETWORK_ERROR_CODE)
+_USER_MESSAGE_REFERENCE = int(Tag.USER_MESSAGE_REFERENCE)
+_ENROUTE = int(MessageState.ENROUTE)
 
 
 def deliver_sms_for(
@@ -65,7 +109,7 @@ def deliver_sms_for(
     `mode` is the account's long_mo ("udh", "sar" or "payload"); `ref` the reference for parts
     (its low 8 bits for UDH)."""
     data, dc = record.short_message, record.data_coding
-    if len(data) <= sms_capacity(dc) or record.esm_class & (ESM_DELIVERY_RECEIPT | ESM_UDHI):
+    if fits_one(record):
         return [deliver_sm_for(record, next_sequence(), interface_version, enroute_esm_class)]
     if interface_version < 0x34:
         mode = "udh"

@@ -25,9 +25,19 @@ from smppgw.gateway.core import Gateway
 from smppgw.gateway.outbox import LOST, TIMEOUT, Answer
 from smppgw.logs import event
 from smppgw.metrics import Metrics
-from smppgw.server.pdus import data_sm_resp, deliver_sms_for, label_of, resp_with
+from smppgw.server.pdus import data_sm_resp, deliver_sm_bytes, deliver_sms_for, fits_one, label_of, resp_with
 from smppgw.server.throttle import Throttles
-from smppgw.smpp.codec import FrameError, Framer, PduError, decode, encode, error_response
+from smppgw.smpp.codec import (
+    HEADER,
+    FrameError,
+    Framer,
+    PduError,
+    decode,
+    encode,
+    encode_header,
+    encode_message_id_resp,
+    error_response,
+)
 from smppgw.smpp.constants import RESP, CommandId, Status, Tag
 from smppgw.smpp.pdu import EnquireLink, GenericNack, Pdu, Unbind, response_for
 from smppgw.smpp.session import BIND_STATE, State, check, receives_deliveries
@@ -39,6 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("smppgw.session")
 
 SYSTEM_ID = "smppgw"
+_RECEIVING = (State.BOUND_RX, State.BOUND_TRX)
 _BIND_NAMES = {State.BOUND_TX: "transmitter", State.BOUND_RX: "receiver", State.BOUND_TRX: "transceiver"}
 # Requests answered only when the gateway has done its part: they count against the window.
 _ASYNC = frozenset(
@@ -53,6 +64,18 @@ _ASYNC = frozenset(
 )
 # Requests that carry a message: they take a token of the account's throughput.
 _MESSAGES = frozenset({CommandId.SUBMIT_SM, CommandId.SUBMIT_MULTI, CommandId.DATA_SM})
+# plain ints for the per-message paths (an IntEnum member costs a class lookup each time)
+_SUBMIT_SM = int(CommandId.SUBMIT_SM)
+_ALERT_NOTIFICATION = int(CommandId.ALERT_NOTIFICATION)
+_UNBIND = int(CommandId.UNBIND)
+_DELIVER_SM = int(CommandId.DELIVER_SM)
+_DELIVER_SM_RESP = int(CommandId.DELIVER_SM_RESP)
+_SUBMIT_SM_RESP = int(CommandId.SUBMIT_SM_RESP)
+# the pdus metric labels of the four PDUs every message is, resolved once
+_IN_SUBMIT_SM = ("in", *label_of(_SUBMIT_SM, 0))
+_OUT_SUBMIT_SM_RESP = ("out", *label_of(_SUBMIT_SM_RESP, 0))
+_OUT_DELIVER_SM = ("out", *label_of(_DELIVER_SM, 0))
+_IN_DELIVER_SM_RESP = ("in", *label_of(_DELIVER_SM_RESP, 0))
 
 
 class SmppSession(Protocol):
@@ -128,6 +151,16 @@ class SmppSession(Protocol):
         for frame in frames:
             if self.state is State.CLOSED:
                 return
+            # deliver_sm_resp, one per receipt, is answered from its header alone: skip building
+            # the PDU when decode would accept it (an empty body, an error status, or a message_id
+            # with its NUL in the first 65 octets; trailing octets are ignored like decode does)
+            _, cid, status, seq = HEADER.unpack_from(frame)
+            if cid == _DELIVER_SM_RESP and (len(frame) == 16 or status or frame.find(b"\0", 16, 81) >= 0):
+                labels = self._labels("in", cid, status) if status else _IN_DELIVER_SM_RESP
+                counts = self.metrics.pdus.counts
+                counts[labels] = counts.get(labels, 0) + 1
+                self._on_response(seq, status)
+                continue
             try:
                 pdu = decode(frame)
             except PduError as e:
@@ -143,11 +176,14 @@ class SmppSession(Protocol):
 
     def _handle(self, pdu: Pdu) -> None:
         cid = pdu.command_id
-        self._count("in", cid, pdu.command_status)
+        status = pdu.command_status
+        labels = _IN_SUBMIT_SM if cid == _SUBMIT_SM and not status else self._labels("in", cid, status)
+        counts = self.metrics.pdus.counts
+        counts[labels] = counts.get(labels, 0) + 1
         if cid & RESP:
-            self._on_response(pdu)
+            self._on_response(pdu.sequence_number, pdu.command_status)
             return
-        if cid == CommandId.ALERT_NOTIFICATION:
+        if cid == _ALERT_NOTIFICATION:
             self.metrics.child(self.metrics.bad_pdus, "unexpected_alert_notification").inc()
             return  # never answered (smpp34.md §1.1)
         refusal = check(self.state, cid)
@@ -229,17 +265,23 @@ class SmppSession(Protocol):
         self._inflight += 1
         account, version = self._account, self.interface_version
         assert account is not None  # the state table admits these only when bound
-        if cid == CommandId.SUBMIT_SM:
+        if cid == _SUBMIT_SM:
             self.submits += 1
             t0 = time.perf_counter()
+            seq = pdu.sequence_number
 
             def reply(status: int, detail: str) -> None:
                 self._inflight -= 1
                 if self.state is State.CLOSED:
                     return  # stored all the same; the ESME will learn its fate from the receipt
-                self._send(
-                    response_for(pdu, status, message_id=detail) if status == 0 else response_for(pdu, status)
-                )
+                # the bytes of response_for(pdu, status, message_id=detail), without the PDU
+                if status == 0:
+                    self._out(encode_message_id_resp(_SUBMIT_SM_RESP, seq, detail), _OUT_SUBMIT_SM_RESP)
+                else:
+                    self._out(
+                        encode_header(_SUBMIT_SM_RESP, seq, status),
+                        self._labels("out", _SUBMIT_SM_RESP, status),
+                    )
                 self.metrics.submit_latency.observe(time.perf_counter() - t0)
 
             self.gateway.submit(account, pdu, version, reply)  # type: ignore[arg-type]
@@ -274,19 +316,19 @@ class SmppSession(Protocol):
             throttles = self.__dict__.setdefault("_own_throttles", Throttles())
         return throttles
 
-    def _on_response(self, pdu: Pdu) -> None:
-        entry = self._pending.pop(pdu.sequence_number, None)
+    def _on_response(self, sequence_number: int, command_status: int) -> None:
+        entry = self._pending.pop(sequence_number, None)
         if entry is None:
             self.metrics.child(self.metrics.bad_pdus, "unexpected_response").inc()
             return
         _, command, answer = entry
-        if command == CommandId.DELIVER_SM:
+        if command == _DELIVER_SM:
             self._deliveries -= 1
-        if command == CommandId.UNBIND:
+        elif command == _UNBIND:
             self._close()
         if answer is not None:
-            answer(pdu.command_status)
-        if command == CommandId.DELIVER_SM and self.state is not State.CLOSED:
+            answer(command_status)
+        if command == _DELIVER_SM and self.state is not State.CLOSED:
             self.gateway.outbox.window_open(self)
 
     # -- outgoing requests --------------------------------------------------------------------
@@ -302,7 +344,7 @@ class SmppSession(Protocol):
             self._arm()
 
     def delivery_capacity(self) -> int:
-        if self.state not in (State.BOUND_RX, State.BOUND_TRX) or self._closing:
+        if self.state not in _RECEIVING or self._closing:
             return 0
         return self.config.window - self._deliveries
 
@@ -311,6 +353,15 @@ class SmppSession(Protocol):
         mode = account.long_mo if account is not None else "udh"
         enroute = account.intermediate_esm_class if account is not None else 0x04
         self.deliveries += 1
+        if fits_one(record):  # every receipt: straight to bytes, no DeliverSm on the way
+            seq = self.next_sequence()
+            data = deliver_sm_bytes(record, seq, self.interface_version, enroute)
+            self._deliveries += 1
+            self._pending[seq] = (self.clock.seconds(), _DELIVER_SM, answer)
+            self._out(data, _OUT_DELIVER_SM)
+            if len(self._pending) == 1:
+                self._arm()
+            return
         pdus = deliver_sms_for(
             record, self.next_sequence, self.interface_version, mode, self._mo_ref + 1, enroute
         )
@@ -416,17 +467,31 @@ class SmppSession(Protocol):
     def _send(self, pdu: Pdu | None) -> None:
         if pdu is None or self.state is State.CLOSED:
             return
-        self.transport.write(encode(pdu))
-        self._count("out", pdu.command_id, pdu.command_status)
+        self._out(encode(pdu), self._labels("out", pdu.command_id, pdu.command_status))
+
+    def _out(self, data: bytes, labels: tuple[str, ...]) -> None:
+        """Write a PDU's bytes and count it under its metric labels (`_labels`, or one of the
+        per-message PDUs' labels resolved at import)."""
+        if self.state is State.CLOSED:
+            return
+        self.transport.write(data)  # type: ignore[union-attr]
+        counts = self.metrics.pdus.counts
+        counts[labels] = counts.get(labels, 0) + 1
 
     def _count(self, direction: str, command_id: int, status: int) -> None:
-        rows = self.metrics.pdu_rows
-        row = rows.get((direction, command_id, status))
-        if row is None:  # once per (direction, command, status): labels resolved, then a dict hit
-            row = rows[(direction, command_id, status)] = self.metrics.child(
-                self.metrics.pdus, direction, *label_of(command_id, status)
+        labels = self._labels(direction, command_id, status)
+        counts = self.metrics.pdus.counts
+        counts[labels] = counts.get(labels, 0) + 1
+
+    def _labels(self, direction: str, command_id: int, status: int) -> tuple[str, ...]:
+        """The pdus metric labels of a PDU, resolved once per (direction, command, status)."""
+        labels = self.metrics.pdu_labels.get((direction, command_id, status))
+        if labels is None:
+            labels = self.metrics.pdu_labels[(direction, command_id, status)] = (
+                direction,
+                *label_of(command_id, status),
             )
-        row.inc()
+        return labels
 
     def _unbound(self, by: str) -> None:
         if self.state in _BIND_NAMES:

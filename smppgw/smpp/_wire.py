@@ -61,7 +61,9 @@ def encode_cstr(value: str, size: int, name: str) -> bytes:
     raw = value.encode("latin-1")
     if len(raw) >= size:
         raise ValueError(f"{name} longer than {size - 1} octets")
-    if b"\0" in raw:
+    # `0 in raw`, not `b"\0" in raw`: bytes.__contains__ tries its operand as an int first,
+    # which for a bytes operand raises and clears a TypeError (its message formatted)
+    if 0 in raw:
         raise ValueError(f"{name} contains NUL")
     return raw + b"\0"
 

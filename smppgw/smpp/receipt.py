@@ -5,8 +5,10 @@ every client parses, and reading the many forms SMSCs send.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from .constants import MessageState
 
@@ -59,18 +61,46 @@ def format_receipt(r: Receipt) -> bytes:
     Dates in UTC, text cut to 20 characters and made printable ASCII. Raises ValueError for
     fields that cannot be written in this form.
     """
-    if not r.id or any(ch.isspace() for ch in r.id) or not r.id.isascii():
-        raise ValueError(f"receipt id {r.id!r} must be non-empty ASCII without spaces")
-    if not (0 <= r.sub <= 999 and 0 <= r.dlvrd <= 999):
-        raise ValueError(f"sub {r.sub} / dlvrd {r.dlvrd} do not fit 3 digits")
-    err = r.err.zfill(3) if r.err.isdigit() else r.err
-    if len(err) != 3 or not err.isascii() or not err.isalnum():
-        raise ValueError(f"err {r.err!r} must be 3 characters")
-    if not r.stat.isascii() or not r.stat.isalnum():
-        raise ValueError(f"stat {r.stat!r}")
+    return _compose(r.id, r.sub, r.dlvrd, _date(r.submit_date), _date(r.done_date), r.stat, r.err, r.text)
+
+
+def receipt_text(
+    message_id: str, sub: int, dlvrd: int, submitted: float, done: float, stat: str, err: str, text: str
+) -> bytes:
+    """`format_receipt` for times given as epoch seconds: the form the gateway writes once per
+    receipt, without a datetime or a Receipt on the way (dates are cached per minute)."""
+    return _compose(
+        message_id, sub, dlvrd, _minute(int(submitted // 60)), _minute(int(done // 60)), stat, err, text
+    )
+
+
+@lru_cache(maxsize=256)
+def _minute(minute: int) -> str:
+    """YYMMDDhhmm of a minute since the epoch (UTC); receipts of one minute share it."""
+    t = time.gmtime(minute * 60)
+    return f"{t.tm_year % 100:02d}{t.tm_mon:02d}{t.tm_mday:02d}{t.tm_hour:02d}{t.tm_min:02d}"
+
+
+def _compose(
+    message_id: str, sub: int, dlvrd: int, submit_date: str, done_date: str, stat: str, err: str, text: str
+) -> bytes:
+    # The common case (our own ids and err codes) is checked with two cheap calls each; anything
+    # else gets the full check.
+    if not (message_id.isascii() and message_id.isalnum()):
+        if not message_id or any(ch.isspace() for ch in message_id) or not message_id.isascii():
+            raise ValueError(f"receipt id {message_id!r} must be non-empty ASCII without spaces")
+    if not (0 <= sub <= 999 and 0 <= dlvrd <= 999):
+        raise ValueError(f"sub {sub} / dlvrd {dlvrd} do not fit 3 digits")
+    if not (len(err) == 3 and err.isascii() and err.isalnum()):
+        padded = err.zfill(3) if err.isdigit() else err
+        if len(padded) != 3 or not padded.isascii() or not padded.isalnum():
+            raise ValueError(f"err {err!r} must be 3 characters")
+        err = padded
+    if stat not in STATE_BY_STAT and (not stat.isascii() or not stat.isalnum()):
+        raise ValueError(f"stat {stat!r}")
     return (
-        f"id:{r.id} sub:{r.sub:03d} dlvrd:{r.dlvrd:03d} submit date:{_date(r.submit_date)} "
-        f"done date:{_date(r.done_date)} stat:{r.stat} err:{err} text:{_printable_ascii(r.text[:_TEXT_LEN])}"
+        f"id:{message_id} sub:{sub:03d} dlvrd:{dlvrd:03d} submit date:{submit_date} "
+        f"done date:{done_date} stat:{stat} err:{err} text:{_printable_ascii(text[:_TEXT_LEN])}"
     ).encode("ascii")
 
 

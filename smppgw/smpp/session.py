@@ -25,6 +25,10 @@ class State(Enum):
     UNBOUND = "unbound"
     CLOSED = "closed"
 
+    # Members are singletons compared by identity, so they hash by identity too: Enum's own
+    # __hash__ hashes the name in Python code, on every lookup of the table below (every PDU).
+    __hash__ = object.__hash__
+
 
 _COLUMNS = (State.OPEN, State.BOUND_TX, State.BOUND_RX, State.BOUND_TRX, State.UNBOUND, State.CLOSED)
 
@@ -95,10 +99,13 @@ BIND_STATE: dict[int, State] = {
 }
 
 
+_RINVCMDID = Status.ESME_RINVCMDID
+
+
 def check(state: State, command_id: int) -> int:
     """ESME_ROK if a PDU with this command_id may arrive from the ESME now, else the status to refuse
     it with. Unknown command ids give ESME_RINVCMDID."""
-    return _CHECK.get((state, command_id), Status.ESME_RINVCMDID)
+    return _CHECK.get((state, command_id), _RINVCMDID)
 
 
 def can_send(state: State, command_id: int) -> bool:

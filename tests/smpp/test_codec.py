@@ -356,3 +356,13 @@ def test_receipt_deliver_sm_encoded_here_parses_in_smpplib() -> None:
     assert got.receipted_message_id == b"ABC123"
     assert got.message_state == 2
     assert got.network_error_code == b"\x03\x00\x01"
+
+
+@pytest.mark.parametrize("cls", [p.SubmitSm, p.DeliverSm])
+def test_decoded_short_message_pdus_are_the_same_frozen_slotted_values(cls: type[p.Pdu]) -> None:
+    built = cls(7, 0, "CMT", 5, 0, "BANK", 1, 1, "380501234567", 0, 0, 0, "", "", 1, 0, 8, 0, b"\x04\x3f", ())
+    decoded = decode(encode(built))
+    assert type(decoded) is cls and decoded == built and hash(decoded) == hash(built)
+    assert not hasattr(decoded, "__dict__")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded.source_addr = "OTHER"  # type: ignore[misc]

@@ -6,11 +6,24 @@ from __future__ import annotations
 import dataclasses
 import struct
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smppgw.smpp import pdu as p
-from smppgw.smpp.codec import FrameError, Framer, PduError, decode, encode, error_response
+from smppgw.smpp._wire import encode_tlvs
+from smppgw.smpp.codec import (
+    FrameError,
+    Framer,
+    PduError,
+    decode,
+    encode,
+    encode_deliver_sm,
+    encode_header,
+    encode_message_id_resp,
+    error_response,
+    receipt_tlvs,
+)
 from smppgw.smpp.constants import RESP, TLV_LENGTHS, CommandId, Tag
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -201,3 +214,75 @@ def test_framer_returns_the_same_pdus_however_the_stream_is_cut(
     frames += framer.feed(stream[pos:])
     assert [decode(f) for f in frames] == pdus
     assert framer.buffered == 0
+
+
+@FAST
+@given(pdu=pdu_strategy(p.DeliverSm))
+def test_encode_deliver_sm_from_fields_is_encode_of_the_pdu(pdu: p.Pdu) -> None:
+    d = dataclasses.replace(
+        pdu,  # type: ignore[arg-type]
+        command_status=0,
+        sequence_number=pdu.sequence_number & 0x7FFFFFFF,
+        service_type="",
+        protocol_id=0,
+        priority_flag=0,
+        schedule_delivery_time="",
+        validity_period="",
+        registered_delivery=0,
+        replace_if_present_flag=0,
+        sm_default_msg_id=0,
+    )
+    wire = encode_deliver_sm(
+        d.sequence_number,
+        d.source_addr_ton,
+        d.source_addr_npi,
+        d.source_addr,
+        d.dest_addr_ton,
+        d.dest_addr_npi,
+        d.destination_addr,
+        d.esm_class,
+        d.data_coding,
+        d.short_message,
+        d.tlvs,
+    )
+    assert wire == encode(d)
+
+
+@FAST
+@given(seq=st.integers(0, 0x7FFFFFFF), message_id=cstring(64), status=st.integers(1, 0xFFFFFFFF))
+def test_resp_encoders_give_the_bytes_of_the_resp_pdus(seq: int, message_id: str, status: int) -> None:
+    for cls in (p.SubmitSmResp, p.DeliverSmResp):
+        assert encode_message_id_resp(cls.command_id, seq, message_id) == encode(cls(seq, 0, message_id))
+        assert encode_header(cls.command_id, seq, status) == encode(cls(seq, status))
+
+
+@FAST
+@given(
+    message_id=st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=0x7F), max_size=64),
+    state=u8,
+    network_error=st.one_of(st.none(), st.integers(0, 0xFFFF)),
+    umr=st.one_of(st.none(), st.integers(0, 0xFFFF)),
+)
+def test_receipt_tlvs_are_the_encoded_pairs(
+    message_id: str, state: int, network_error: int | None, umr: int | None
+) -> None:
+    pairs = [
+        (Tag.RECEIPTED_MESSAGE_ID, message_id.encode() + b"\0"),
+        (Tag.MESSAGE_STATE, bytes((state,))),
+    ]
+    if network_error is not None:
+        pairs.append((Tag.NETWORK_ERROR_CODE, b"\x03" + network_error.to_bytes(2, "big")))
+    if umr is not None:
+        pairs.append((Tag.USER_MESSAGE_REFERENCE, umr.to_bytes(2, "big")))
+    assert receipt_tlvs(message_id, state, network_error, umr) == encode_tlvs(tuple(pairs))
+
+
+def test_hot_path_encoders_refuse_what_encode_refuses() -> None:
+    with pytest.raises(ValueError):
+        encode_deliver_sm(1, 256, 0, "1", 0, 0, "2", 0, 0, b"")
+    with pytest.raises(ValueError):
+        encode_deliver_sm(1, 0, 0, "x" * 21, 0, 0, "2", 0, 0, b"")
+    with pytest.raises(ValueError):
+        receipt_tlvs("x" * 65, 2)
+    with pytest.raises(ValueError):
+        encode_message_id_resp(0x80000004, 1, "x" * 65)

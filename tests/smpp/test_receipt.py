@@ -6,9 +6,18 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from smppgw.smpp.constants import MessageState
-from smppgw.smpp.receipt import STAT_BY_STATE, STATE_BY_STAT, Receipt, format_receipt, parse_receipt
+from smppgw.smpp.receipt import (
+    STAT_BY_STATE,
+    STATE_BY_STAT,
+    Receipt,
+    format_receipt,
+    parse_receipt,
+    receipt_text,
+)
 
 RECEIPT_RE = re.compile(
     r"^id:(\S+) sub:(\d{3}) dlvrd:(\d{3}) submit date:(\d{10}) done date:(\d{10}) "
@@ -58,6 +67,36 @@ def test_err_is_zero_padded_to_three_and_dates_are_utc() -> None:
 def test_unwritable_receipts_are_value_errors(changes: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         format_receipt(receipt(**changes))
+
+
+@given(
+    submitted=st.floats(0, 4e9),
+    later=st.floats(0, 1e7),
+    err=st.sampled_from(["000", "5", "0AB", "12"]),
+    text=st.text(max_size=30),
+)
+def test_receipt_text_from_epoch_seconds_is_format_receipt(
+    submitted: float, later: float, err: str, text: str
+) -> None:
+    done = submitted + later
+    expected = format_receipt(
+        receipt(
+            submit_date=datetime.fromtimestamp(submitted, UTC),
+            done_date=datetime.fromtimestamp(done, UTC),
+            err=err,
+            text=text,
+        )
+    )
+    assert receipt_text("0000000042", 1, 1, submitted, done, "DELIVRD", err, text) == expected
+
+
+@pytest.mark.parametrize(
+    "changes", [{"err": "1234"}, {"message_id": "a b"}, {"message_id": ""}, {"err": "a b"}]
+)
+def test_receipt_text_refuses_what_format_receipt_refuses(changes: dict[str, str]) -> None:
+    fields = {"message_id": "0000000042", "err": "000"} | changes
+    with pytest.raises(ValueError):
+        receipt_text(fields["message_id"], 1, 1, 0.0, 60.0, "DELIVRD", fields["err"], "")
 
 
 def test_parse_reads_back_what_format_writes() -> None:

@@ -19,6 +19,7 @@ from smppgw.config import parse
 from smppgw.gateway.core import Gateway
 from smppgw.metrics import Metrics
 from smppgw.providers.simulator import Simulator
+from smppgw.server.pdus import deliver_sm_bytes, deliver_sm_for, fits_one
 from smppgw.server.protocol import SmppSession
 from smppgw.server.throttle import Throttles
 from smppgw.smpp.codec import Framer, decode, encode
@@ -173,6 +174,22 @@ def test_window_counts_every_request_waiting_for_the_gateway(tmp_path):
 
 def part(seq, i, total, text, ref=9, rd=1):
     return submit(seq, make_udh(ref, total, i) + text, esm_class=0x40, registered_delivery=rd)
+
+
+@pytest.mark.parametrize(
+    "udh, kind",
+    [
+        ("050003AA0201", "udh8"),
+        ("06080412340201", "udh16"),
+        ("0B0003AA020105040B8423F0", "udh8"),  # an application port IE after the concat IE
+        ("0C050415811581080412340201", "udh16"),  # the port IE first
+    ],
+)
+def test_a_part_knows_whether_its_udh_reference_is_8_or_16_bit(udh, kind):
+    from smppgw.gateway.submit import prepare
+
+    fields = prepare(submit(2, bytes.fromhex(udh) + b"part text", esm_class=0x40), 0x34, 0.0)
+    assert fields.segment is not None and fields.segment_kind == kind
 
 
 def test_incomplete_long_message_gets_undeliv_receipts_after_the_reassembly_timeout(tmp_path):
@@ -482,3 +499,19 @@ def test_new_account_and_server_settings_are_checked(tmp_path):
     with pytest.raises(ConfigError) as e:
         parse({**base, "accounts": {"demo": {"password": "demo"}}, "server": {"tls_port": 2776}})
     assert e.value.key == "server.tls_cert"
+
+
+@pytest.mark.parametrize("version", [0x33, 0x34])
+@pytest.mark.parametrize(
+    "record",
+    [
+        mo_record("Short reply"),
+        mo_record("Коротко", dc=8),
+        OutboxRecord("1/2", "demo", "1", 2, "38050", 1, 1, "TEST", 5, 0, 0x04, 0, b"id:1 stat:DELIVRD", 0.0),
+        OutboxRecord("1/1", "demo", "1", 1, "38050", 1, 1, "TEST", 5, 0, 0x04, 0, b"id:1", 0.0, 7, 12),
+    ],
+)
+def test_deliver_sm_bytes_are_the_encoded_deliver_sm(record, version):
+    for enroute in (0x04, 0x20):
+        expected = encode(deliver_sm_for(record, 9, version, enroute))
+        assert fits_one(record) and deliver_sm_bytes(record, 9, version, enroute) == expected

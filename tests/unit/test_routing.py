@@ -49,6 +49,22 @@ def test_account_and_source_conditions_narrow_a_route():
         r.route("x", "380", "OTHER")
 
 
+def test_cached_matches_are_the_matches_of_a_walk_over_every_route():
+    r, _ = router(
+        [
+            {"providers": ["a"]},
+            {"prefixes": ["3", "380"], "providers": ["b"]},
+            {"prefixes": ["38067", "4"], "accounts": ["y"], "providers": ["c"]},
+            {"sources": ["BANK"], "prefixes": ["38"], "providers": ["c"]},
+        ]
+    )
+    rng = random.Random(7)
+    for _ in range(2000):
+        dest = "".join(rng.choice("3804567") for _ in range(rng.randint(1, 12)))
+        account, source = rng.choice("xy"), rng.choice(["S", "BANK"])
+        assert r.route(account, dest, source) == r._walk(account, dest, source).providers
+
+
 def test_weighted_split_follows_the_weights_and_keeps_the_others_as_failover():
     r, _ = router([{"providers": ["a", "b"], "weights": [3, 1]}])
     random.seed(7)

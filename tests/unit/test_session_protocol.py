@@ -5,6 +5,7 @@ store commits are delivered inline so the test controls every step."""
 from __future__ import annotations
 
 import asyncio
+import struct
 
 import pytest
 import pytest_twisted
@@ -213,6 +214,27 @@ async def test_receipt_is_resent_when_the_esme_does_not_answer_in_time(h):
     assert again.short_message == dlr.short_message
     assert again.sequence_number != dlr.sequence_number
     h.send(DeliverSmResp(sequence_number=again.sequence_number))
+    assert h.gateway.outbox.depth("demo") == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_deliver_sm_resp_answers_from_its_header_unless_its_body_is_malformed(h):
+    h.bind()
+    h.send(submit(2))
+    h.flush_store()
+    h.received()
+    await turn_loop(h.clock)
+    h.flush_store()
+    h.clock.advance(1.0)
+    h.flush_store()
+    (dlr,) = h.received()
+    seq = dlr.sequence_number
+    # status 0 and a message_id without its NUL: not a deliver_sm_resp decode accepts
+    h.proto.dataReceived(struct.pack(">IIII", 19, CommandId.DELIVER_SM_RESP, 0, seq) + b"abc")
+    assert h.gateway.outbox.depth("demo") == 1
+    assert h.metrics.child(h.metrics.bad_pdus, "ESME_RINVPARLEN")._value.get() == 1
+    # with a message_id and trailing octets (a 5.0 peer's TLVs): the answer
+    h.proto.dataReceived(struct.pack(">IIII", 22, CommandId.DELIVER_SM_RESP, 0, seq) + b"ab\0xyz")
     assert h.gateway.outbox.depth("demo") == 0
 
 

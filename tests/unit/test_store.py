@@ -130,3 +130,42 @@ def test_failed_batch_reports_the_error_to_every_writer_and_store_keeps_working(
     assert ev.wait(10)
     assert got[0].text == "hello 2"
     s.close()
+
+
+def test_multi_row_statements_write_what_one_row_at_a_time_writes(tmp_path, monkeypatch):
+    """150 rows of each kind (chunks of 64 and 8 and single rows), a repeated receipt result
+    (the last wins, as with executemany), compared with executemany only."""
+    import sqlite3
+
+    from smppgw.store import sqlite as mod
+    from smppgw.store.base import ReceiptDone
+
+    def run(multi: bool, name: str) -> list[tuple]:
+        monkeypatch.setattr(mod, "_MULTI_ROW", multi)
+        conn = sqlite3.connect(tmp_path / name, isolation_level=None)
+        mod.migrate(conn, name)
+        msgs = [record(i) for i in range(1, 151)]
+        mod._apply_all(conn, [InsertMessage(m) for m in msgs], 5.0)
+        for m in msgs[:140]:
+            m.state, m.provider, m.provider_id, m.err, m.done_at, m.receipt = (
+                2,
+                "sim",
+                f"p{m.id}",
+                "001",
+                9.0,
+                1,
+            )
+        mod._apply_all(conn, [UpdateMessage(m) for m in msgs[:140]], 6.0)
+        dones = [ReceiptDone(m.id, 2, 10.0, "peer") for m in msgs[:75]]
+        mod._apply_all(conn, [*dones, ReceiptDone(msgs[0].id, 3, 11.0, "other")], 7.0)
+        return conn.execute("SELECT * FROM messages ORDER BY id").fetchall()
+
+    many, single = run(True, "many.db"), run(False, "single.db")
+    assert many == single and len(many) == 150
+    assert many[0][-5:] == (
+        None,
+        3,
+        11.0,
+        "other",
+        5.0,
+    )  # sent_at, receipt, receipt_at, receipt_to, stored_at
