@@ -5,7 +5,7 @@ commit script, a provider's report as JSON."""
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +26,8 @@ from smppgw.store.base import (
 _MSG = [(f.name, str(f.type)) for f in fields(MessageRecord)]
 _OUT = [(f.name, str(f.type)) for f in fields(OutboxRecord) if f.name not in ("short_message", "on_row")]
 _HEAD = ("key", "message_id", "on_row", "state")  # first in every entry (scripts.ENTRY_HEAD)
+_NO_DEFAULT = object()
+_MSG_DEFAULTS = [(f.name, _NO_DEFAULT if f.default is MISSING else f.default) for f in fields(MessageRecord)]
 
 
 def _text(value: Any) -> str:
@@ -52,11 +54,12 @@ def _opt(value: float | None) -> str | None:
 
 
 def message_fields(record: MessageRecord) -> list[str]:
-    """The hash fields of a new message (columns that are None are left out)."""
+    """The hash fields of a new message: a column that is None or at its default value (no
+    provider id yet, no attempts, …) is left out, and reads back as that default."""
     out: list[str] = []
-    for name, _ in _MSG:
+    for name, default in _MSG_DEFAULTS:
         value = getattr(record, name)
-        if value is not None:
+        if value is not None and value != default:
             out.append(name)
             out.append(_text(value))
     return out

@@ -2,7 +2,8 @@
 claim of a dead process's work or a bucket's refill is all or nothing, in one round trip.
 
 Key layout, under the configured prefix P (all readable with redis-cli):
-  P m:<id>        hash   a message: MessageRecord's columns, plus `node` (the process that owns it)
+  P m:<id>        hash   a message: MessageRecord's columns (one at its default value may be left
+                         out), plus `node` (the process that owns it)
   P ev:<id>       list   the message's trail events (JSON), oldest first
   P open:<node>   set    ids of the unfinished messages a process owns (it alone may update them)
   P pid:<provider>:<provider id>   string  our id, while the message waits for its final status
