@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 from collections import Counter
 
 import pytest
@@ -214,3 +215,25 @@ def test_an_account_s_throughput_holds_for_all_processes(tmp_path, store, nodes)
     assert ok <= 20 + 20 * elapsed + 2, (ok, elapsed)
     assert ok >= 20  # the burst at least
     assert all(n > 0 for n in throttled.values()), throttled
+
+
+def test_the_redis_password_appears_in_no_log_line_metric_or_error(tmp_path, nodes):
+    secret = "s3cret-Redis-pw"
+    server = RedisServer(tmp_path / "redis", extra=("--requirepass", secret)).start()
+    try:
+        store = {"type": "redis", "url": f"redis://:{secret}@127.0.0.1:{server.port}/0", "claim_after": 3}
+        gw = Node(tmp_path, "a", store).start()
+        nodes.append(gw)
+        trx = connect(gw.smpp)
+        acked = send(trx, 10)
+        assert collect(trx, acked) == Counter(acked)
+        server.kill()  # errors get logged now
+        send(trx, 5, start=10, wave=5)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{gw.http}/metrics", timeout=5).read().decode()
+        trx.close()
+        assert gw.stop() == 0
+        log = gw.log_text()
+        assert "store_unreachable" in log and "redis://:***@127.0.0.1" in log
+        assert secret not in log and secret not in metrics
+    finally:
+        server.stop()
