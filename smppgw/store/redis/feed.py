@@ -45,7 +45,7 @@ class Feed:
         self.held: dict[str, tuple[str, str]] = {}  # record key -> (account, entry id)
         self.reading: frozenset[str] = frozenset()
         self._woken = False
-        self._tasks: list[asyncio.Task[None]] = []
+        self.tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.delivered = 0
 
@@ -86,13 +86,13 @@ class Feed:
     # -- the loops ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._tasks = [self.store.background(self._read_loop()), self.store.background(self._keep_loop())]
+        self.tasks = [self.store.background(self._read_loop()), self.store.background(self._keep_loop())]
 
     async def stop(self) -> None:
         self._stopping = True
-        for task in self._tasks:
+        for task in self.tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in self.tasks:
             try:
                 await task
             except BaseException:

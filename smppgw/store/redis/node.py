@@ -70,21 +70,21 @@ class Lease:
         self.conflict = False  # another process renews our name
         self.fenced_at: float | None = None
         self.claimed = 0  # messages taken over from dead processes
-        self._task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None
         self._stopping = False
 
     def may_send(self) -> bool:
         return not self.conflict and time.monotonic() - self.last_renewal < self.claim_after / 2
 
     def start(self, begin: Callable[..., asyncio.Task[None]]) -> None:
-        self._task = begin(self._run())
+        self.task = begin(self._run())
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
+        if self.task is not None:
+            self.task.cancel()
             try:
-                await self._task
+                await self.task
             except BaseException:
                 pass
 

@@ -60,7 +60,7 @@ from smppgw.store.base import (
     UpdateMessage,
 )
 from smppgw.store.redis.codec import encode_ops, message_from_hash, report_from_json, report_json
-from smppgw.store.redis.feed import GROUP, Feed
+from smppgw.store.redis.feed import BLOCK_MS, GROUP, Feed
 from smppgw.store.redis.node import Lease, default_name, register
 from smppgw.store.redis.scripts import ALL, Scripts
 from smppgw.store.redis.shared import LeasedBucket, SharedSlots
@@ -141,13 +141,14 @@ class RedisStore:
         self.batches = 0
         self.ops_written = 0
         self.purged = 0
-        self.dropped = 0
+        self.dropped = 0  # deliver_sm the store dropped (too many or too old waited)
+        self.forwarded_out = 0  # reports this process passed on to the owner of their message
         kw: dict[str, Any] = {"socket_connect_timeout": 2.0, "health_check_interval": 10}
         self.client = redis.asyncio.Redis.from_url(
             config.url, socket_timeout=5.0, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2), **kw
         )
         self.reader = redis.asyncio.Redis.from_url(  # blocking reads: a connection of their own
-            config.url, socket_timeout=BLOCK_SECONDS + 5.0, retry=Retry(ExponentialBackoff(), 0), **kw
+            config.url, socket_timeout=BLOCK_MS / 1000 + 5.0, retry=Retry(ExponentialBackoff(), 0), **kw
         )
         self.scripts: Scripts | None = None
 
@@ -191,7 +192,7 @@ class RedisStore:
         deadline = time.monotonic() + grace
         while (self._queue or self._committing or self._kept) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        loops = {t for t in self._tasks if t.get_coro().__name__ in ("_run", "_read_loop", "_keep_loop")}
+        loops = {self.lease.task, *self.feed.tasks}
         chores = self._tasks - loops  # records given back, binds released: let them land
         if chores:
             await asyncio.wait(chores, timeout=max(0.1, deadline - time.monotonic()))
@@ -486,8 +487,6 @@ class RedisStore:
 
         self.background(run())
 
-    forwarded_out = 0
-
     def reserve_ids(self, count: int, done: Callable[[int | None], None]) -> None:
         async def run() -> None:
             try:
@@ -551,9 +550,6 @@ class RedisStore:
         self.feed.held.clear()
         if self.sink is not None:
             self.sink.fenced()
-
-
-BLOCK_SECONDS = 2.0
 
 
 def _check_policy(sync: Any) -> None:
