@@ -101,6 +101,18 @@ class _StoreCollector:
             "Final messages removed after keep_final",
             value=self.store.purged,
         )
+        lease = getattr(self.store, "lease", None)  # a store shared by several processes
+        if lease is not None:
+            yield CounterMetricFamily(
+                "smppgw_store_claimed",
+                "Unfinished messages this process took over from processes that died",
+                value=lease.claimed,
+            )
+            yield CounterMetricFamily(
+                "smppgw_store_reports_forwarded",
+                "Provider reports this process passed on to the process owning their message",
+                value=self.store.forwarded_out,
+            )
 
 
 class App:

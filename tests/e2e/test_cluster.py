@@ -110,6 +110,7 @@ def test_a_webhook_reaching_another_process_finds_its_message(tmp_path, store, n
         assert stats == Counter({"DELIVRD": 20})
         assert len(fake.messages) == 20  # each sent once, by a
         assert b.metric("smppgw_webhooks_total") >= 20
+        assert b.metric("smppgw_store_reports_forwarded_total") >= 1  # reports for a's messages
         trx.close()
     finally:
         fake.stop()
@@ -132,6 +133,7 @@ def test_a_killed_process_s_work_is_finished_by_another(tmp_path, store, nodes):
     )
     assert {receipt_fields(r)["stat"] for r in rx.receipts} <= {"DELIVRD", "UNDELIV"}
     assert "node_claimed dead=a node=b" in b.log_text()
+    assert b.metric("smppgw_store_claimed_total") > 0
     assert time.monotonic() - t0 < 3 + 1.5 + 10  # claim_after + the provider's time + slack
     rx.close()
 
