@@ -213,17 +213,22 @@ async def test_ack_provider_mode_answers_with_the_providers_verdict(tmp_path):
         fake.stop()
 
 
-@pytest_twisted.ensureDeferred
-async def test_messages_fail_over_to_the_next_provider_when_the_first_is_down(tmp_path):
-    app = start_app(
+def down_then_sim(tmp_path, **dispatch):
+    """A gateway whose route tries a provider nobody answers for, then the simulator."""
+    return start_app(
         tmp_path,
         providers={
             "down": {"type": "smsclub", "url": f"http://127.0.0.1:{closed_port()}", "token": "t"},
             "sim": {"type": "simulator", "delay": 0},
         },
         routes=[{"providers": ["down", "sim"]}],
-        dispatch={"max_attempts": 2, "retry_initial": 0.05, "retry_max": 0.1, "breaker_threshold": 100},
+        dispatch=dispatch,
     )
+
+
+@pytest_twisted.ensureDeferred
+async def test_messages_fail_over_to_the_next_provider_when_the_first_is_down(tmp_path):
+    app = down_then_sim(tmp_path, max_attempts=2, retry_initial=0.05, retry_max=0.1, breaker_threshold=100)
     port = smpp_port(app)
 
     def scenario():
@@ -247,15 +252,7 @@ async def test_messages_fail_over_to_the_next_provider_when_the_first_is_down(tm
 
 @pytest_twisted.ensureDeferred
 async def test_a_provider_whose_breaker_opened_shows_circuit_open_1_on_metrics(tmp_path):
-    app = start_app(
-        tmp_path,
-        providers={
-            "down": {"type": "smsclub", "url": f"http://127.0.0.1:{closed_port()}", "token": "t"},
-            "sim": {"type": "simulator", "delay": 0},
-        },
-        routes=[{"providers": ["down", "sim"]}],
-        dispatch={"max_attempts": 5, "retry_initial": 0.01, "retry_max": 0.02, "breaker_threshold": 2},
-    )
+    app = down_then_sim(tmp_path, max_attempts=5, retry_initial=0.01, retry_max=0.02, breaker_threshold=2)
     port, http = smpp_port(app), http_port(app)
 
     def scenario():

@@ -47,7 +47,6 @@ class Feed:
         self._woken = False
         self.tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self.delivered = 0
 
     # -- what the outbox says -------------------------------------------------------------------
 
@@ -77,11 +76,8 @@ class Feed:
             held = self.held.pop(self.entry_key(record), None)
             if held is not None:
                 by_account[held[0]].append(held[1])
-        s = self.store
         for account, ids in by_account.items():
-            stream = f"{s.prefix}rx:{account}"
-            n = await s.script("give_back", [s.node, *ids], keys=[stream])
-            event(log, "receipts_given_back", account=account, records=int(n))
+            await self._return(account, ids)
 
     # -- the loops ------------------------------------------------------------------------------
 
@@ -166,18 +162,20 @@ class Feed:
                 continue
             record = record_from_entry(fields)
             self.held[self.entry_key(record)] = (account, entry_id.decode())
-            self.delivered += 1
             self.rooms[account] -= 1
             sink.deliver(record)
         if unwanted:
             self.store.background(self._return(account, unwanted))
 
     async def _return(self, account: str, ids: list[str]) -> None:
+        """Entries this process holds back to the stream, as new entries for any reader."""
         s = self.store
         try:
-            await s.script("give_back", [s.node, *ids], keys=[f"{s.prefix}rx:{account}"])
+            n = await s.script("give_back", [s.node, *ids], keys=[f"{s.prefix}rx:{account}"])
         except Exception as e:  # taken over by another reader once idle for claim_after
             log.warning("event=give_back_failed records=%d error=%r", len(ids), e)
+            return
+        event(log, "receipts_given_back", account=account, records=int(n))
 
     async def _inbox(self, inbox: str, entries: list[Any]) -> None:
         s = self.store

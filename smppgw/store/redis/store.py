@@ -22,8 +22,8 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
@@ -66,6 +66,7 @@ from smppgw.store.redis.scripts import ALL, Scripts
 from smppgw.store.redis.shared import LeasedBucket, SharedSlots
 
 log = logging.getLogger("smppgw.store.redis")
+T = TypeVar("T")
 
 MIN_VERSION = (6, 2)  # XAUTOCLAIM, GETDEL, XPENDING with IDLE
 EARLY_TTL_MS = 120_000
@@ -73,7 +74,7 @@ ID_BLOCK = 10_000
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 # Refusals that pass (memory freed, a fail-over done, a script finished): kept and tried again.
 BUSY_ERRORS = (OutOfMemoryError, ReadOnlyError, MasterDownError, TryAgainError)
-BUSY_STATES = ("MASTERDOWN", "NOREPLICAS", "BUSY", "TRYAGAIN")
+BUSY_STATES = ("NOREPLICAS", "BUSY")  # refusals redis-py has no exception class for
 
 
 class StoreUnavailable(Exception):
@@ -105,11 +106,15 @@ class _Part:
         ]
 
     def answer(self, error: BaseException | None) -> None:
-        for _ops, done in self.writes:
-            try:
-                done(error)
-            except Exception:
-                log.exception("event=store_callback_failed")
+        _answer(self.writes, error)
+
+
+def _answer(writes: list[tuple[Sequence[Op], Done]], error: BaseException | None) -> None:
+    for _ops, done in writes:
+        try:
+            done(error)
+        except Exception:  # one caller's bug must not starve the others of their answer
+            log.exception("event=store_callback_failed")
 
 
 class RedisStore:
@@ -141,7 +146,6 @@ class RedisStore:
         self.batches = 0
         self.ops_written = 0
         self.purged = 0
-        self.dropped = 0  # deliver_sm the store dropped (too many or too old waited)
         self.forwarded_out = 0  # reports this process passed on to the owner of their message
         kw: dict[str, Any] = {"socket_connect_timeout": 2.0, "health_check_interval": 10}
         self.client = redis.asyncio.Redis.from_url(
@@ -257,14 +261,12 @@ class RedisStore:
             return
         if self._kept:
             keep: deque[tuple[Sequence[Op], Done]] = deque()
-            failed = StoreUnavailable("redis unreachable")
+            refused: list[tuple[Sequence[Op], Done]] = []
             while self._queue:
                 ops, done = self._queue.popleft()
-                if _fresh(ops):
-                    done(failed)
-                else:
-                    keep.append((ops, done))
+                (refused if _fresh(ops) else keep).append((ops, done))
             self._queue = keep
+            _answer(refused, StoreUnavailable("redis unreachable"))
             state, fresh = self._kept[0], None
         else:
             state_writes: list[tuple[Sequence[Op], Done]] = []
@@ -361,11 +363,7 @@ class RedisStore:
                 pipe.evalsha(sha, 0, *head, part.payload, self.trail_ttl_ms)
         if self.config.wait_replicas:
             pipe.wait(self.config.wait_replicas, int(self.config.wait_timeout * 1000))
-        try:
-            replies = await pipe.execute(raise_on_error=False)
-        except NoScriptError:
-            self.scripts.shas["commit"] = await self.client.script_load(ALL["commit"])
-            return await self._apply(parts)
+        replies = await pipe.execute(raise_on_error=False)  # errors come back in their place
         if any(isinstance(r, NoScriptError) for r in replies):  # Redis restarted without scripts
             self.scripts.shas["commit"] = await self.client.script_load(ALL["commit"])
             return await self._apply(parts)
@@ -409,7 +407,6 @@ class RedisStore:
     def report_dropped(self, dropped: list[Any]) -> None:
         for i in range(0, len(dropped), 4):
             account, mid, state, why = (x.decode() for x in dropped[i : i + 4])
-            self.dropped += 1
             if self.sink is not None:
                 self.sink.receipt_dropped(account, mid, int(state), why)
 
@@ -463,63 +460,47 @@ class RedisStore:
     def want_receipts(self, account: str, room: int) -> None:
         self.feed.want(account, room)
 
-    def give_back(self, records: list[OutboxRecord]) -> None:
+    def _later(self, what: str, work: Awaitable[T], done: Callable[[T | None], None] | None = None) -> None:
+        """Run `work` in the background; `done` gets its result, or None when Redis failed it
+        (logged as `<what>_failed`)."""
+
         async def run() -> None:
             try:
-                await self.feed.give_back(records)
-            except Exception as e:  # they are taken over once idle for claim_after
-                log.warning("event=give_back_failed records=%d error=%r", len(records), e)
+                result: T | None = await work
+            except Exception as e:
+                log.warning("event=%s_failed error=%r", what, e)
+                result = None
+            if done is not None:
+                done(result)
 
         self.background(run())
+
+    def give_back(self, records: list[OutboxRecord]) -> None:
+        self.background(self.feed.give_back(records))  # if it fails: taken over once idle
 
     def route_report(self, provider: str, report: StatusReport) -> None:
-        async def run() -> None:
-            report_text = report_json(provider, report)
-            args = [self.prefix, self.node, provider, report.provider_id, report.message_id or ""]
-            args += [report_text, EARLY_TTL_MS]
-            try:
-                where = await self.script("route", args)
-            except Exception as e:
-                log.warning("event=report_route_failed provider=%s error=%r", provider, e)
-                return
-            if where == b"sent":
-                self.forwarded_out += 1
+        args = [self.prefix, self.node, provider, report.provider_id, report.message_id or ""]
+        args += [report_json(provider, report), EARLY_TTL_MS]
+        self._later("report_route", self.script("route", args), self._routed)
 
-        self.background(run())
+    def _routed(self, where: Any) -> None:
+        if where == b"sent":
+            self.forwarded_out += 1
 
     def reserve_ids(self, count: int, done: Callable[[int | None], None]) -> None:
-        async def run() -> None:
-            try:
-                last = int(await self.client.incrby(f"{self.prefix}ids", count))
-            except Exception as e:
-                log.warning("event=id_block_failed error=%r", e)
-                done(None)
-                return
-            done(last - count + 1)
+        def reserved(last: Any) -> None:
+            done(None if last is None else int(last) - count + 1)
 
-        self.background(run())
+        self._later("id_block", self.client.incrby(f"{self.prefix}ids", count), reserved)
 
     def bind(self, account: str, member: str, limit: int, done: Callable[[bool | None], None]) -> None:
-        async def run() -> None:
-            try:
-                who = f"{self.node}/{member}"
-                ok = await self.script("bind", [self.prefix, account, who, limit, self.node])
-            except Exception as e:
-                log.warning("event=bind_count_failed account=%s error=%r", account, e)
-                done(None)
-                return
-            done(bool(ok))
-
-        self.background(run())
+        who = f"{self.node}/{member}"
+        counted = self.script("bind", [self.prefix, account, who, limit, self.node])
+        self._later("bind_count", counted, lambda ok: done(None if ok is None else bool(ok)))
 
     def unbind(self, account: str, member: str) -> None:
-        async def run() -> None:
-            try:
-                await self.client.hdel(f"{self.prefix}binds:{account}", f"{self.node}/{member}")
-            except Exception as e:  # the bind stops counting once this process's heartbeat ends
-                log.warning("event=unbind_failed account=%s error=%r", account, e)
-
-        self.background(run())
+        # if it fails, the bind stops counting once this process's heartbeat ends
+        self._later("unbind", self.client.hdel(f"{self.prefix}binds:{account}", f"{self.node}/{member}"))
 
     def bucket(self, name: str, rate: float, burst: float, now: float) -> Bucket:
         b = self._buckets.get(name)
