@@ -20,7 +20,7 @@ from smppgw.store.base import (
     UpdateMessage,
 )
 from smppgw.store.redis.codec import report_json
-from smppgw.store.redis.store import _Part
+from smppgw.store.redis.commit import _Part
 from tests.aio import aio
 from tests.redis.kit import close, get, make_store, message, receipt, until, write
 from tests.redisd import prefix

@@ -1,18 +1,11 @@
 """Redis store: several gateway processes, on one machine or several, share one Redis.
 
 Writes are grouped as in the SQLite store: everything `write` gets in one loop turn goes to
-Redis as one call of the COMMIT script (atomic, one round trip), the next batch gathering while
-one is in flight; the callbacks run once Redis answered. With `wait_replicas`, a WAIT follows
-in the same round trip and a batch counts only once that many replicas have it.
-
-When Redis cannot be reached, a batch that brings something new from outside (a submit, an MO)
-fails at once, so the ESME or provider hears a temporary error and sends it again; what it may
-have written anyway is deleted once Redis answers again (a message nobody was told about must
-not be sent). Every other batch (state changes, settled receipts) is kept, in order, and
-written again until Redis takes it: the scripts make a second application harmless.
-
-The layout of the keys is in `scripts.py`; taking over a dead process's work in `node.py`;
-deliver_sm for receivers in other processes in `feed.py`; shared limits in `shared.py`.
+Redis in one round trip of the COMMIT script, the next batch gathering while one is in flight
+(`commit.py`, which also says what happens while Redis is away). The layout of the keys is in
+`scripts.py`; taking over a dead process's work in `node.py`; deliver_sm for receivers in other
+processes in `feed.py`; shared limits in `shared.py`. This module holds the store's state, its
+start and stop, reads, and the calls of the seam that several processes share.
 """
 
 from __future__ import annotations
@@ -29,26 +22,17 @@ import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import (
-    MasterDownError,
-    NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
     ResponseError,
-    TryAgainError,
 )
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from smppgw.aio import as_deferred, start
 from smppgw.config import DispatchConfig, ReceiptConfig, StoreConfig
 from smppgw.logs import event
 from smppgw.providers.base import StatusReport
 from smppgw.store.base import (
-    AddOutbox,
     Bucket,
     Done,
-    InsertMessage,
     MessageRecord,
     Op,
     OutboxRecord,
@@ -57,12 +41,12 @@ from smppgw.store.base import (
     StoreSink,
     TrailDone,
     TrailEvent,
-    UpdateMessage,
 )
-from smppgw.store.redis.codec import encode_ops, message_from_hash, report_from_json, report_json
+from smppgw.store.redis.codec import message_from_hash, report_json
+from smppgw.store.redis.commit import Commits, _Part
 from smppgw.store.redis.feed import BLOCK_MS, GROUP, Feed
 from smppgw.store.redis.node import Lease, default_name, register
-from smppgw.store.redis.scripts import ALL, Scripts
+from smppgw.store.redis.scripts import Scripts
 from smppgw.store.redis.shared import LeasedBucket, SharedSlots
 
 log = logging.getLogger("smppgw.store.redis")
@@ -71,53 +55,9 @@ T = TypeVar("T")
 MIN_VERSION = (6, 2)  # XAUTOCLAIM, GETDEL, XPENDING with IDLE
 EARLY_TTL_MS = 120_000
 ID_BLOCK = 10_000
-UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-# Refusals that pass (memory freed, a fail-over done, a script finished): kept and tried again.
-BUSY_ERRORS = (OutOfMemoryError, ReadOnlyError, MasterDownError, TryAgainError)
-BUSY_STATES = ("NOREPLICAS", "BUSY")  # refusals redis-py has no exception class for
 
 
-class StoreUnavailable(Exception):
-    """Redis could not take the batch; the submit or MO in it was not stored."""
-
-
-def _fresh(ops: Sequence[Op]) -> bool:
-    """A write that brings something new from outside (a submit, an MO): its sender retries."""
-    for op in ops:
-        kind = type(op)
-        if kind is InsertMessage or (kind is AddOutbox and not op.record.esm_class & 0x04):  # type: ignore[union-attr]
-            return True
-    return False
-
-
-class _Part:
-    """The writes of one commit-script call, encoded once (a retry sends the same bytes)."""
-
-    __slots__ = ("writes", "payload", "count", "inserted")
-
-    def __init__(self, writes: list[tuple[Sequence[Op], Done]], entries: dict[str, Any]) -> None:
-        self.writes = writes
-        self.payload, self.count = encode_ops([op for ops, _ in writes for op in ops], time.time(), entries)
-        self.inserted = [
-            op.record.id  # type: ignore[union-attr]
-            for ops, _ in writes
-            for op in ops
-            if type(op) is InsertMessage
-        ]
-
-    def answer(self, error: BaseException | None) -> None:
-        _answer(self.writes, error)
-
-
-def _answer(writes: list[tuple[Sequence[Op], Done]], error: BaseException | None) -> None:
-    for _ops, done in writes:
-        try:
-            done(error)
-        except Exception:  # one caller's bug must not starve the others of their answer
-            log.exception("event=store_callback_failed")
-
-
-class RedisStore:
+class RedisStore(Commits):
     shared = True
 
     def __init__(self, config: StoreConfig, receipts: ReceiptConfig, dispatch: DispatchConfig) -> None:
@@ -243,172 +183,6 @@ class RedisStore:
         except ResponseError as e:
             if "BUSYGROUP" not in str(e):
                 raise
-
-    # -- writes ---------------------------------------------------------------------------
-
-    def write(self, ops: Sequence[Op], done: Done, *, high_id: int = 0) -> None:
-        self._queue.append((ops, done))
-        if not self._flush_due and not self._committing:
-            self._flush_due = True
-            asyncio.get_event_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """Start the next commit: a kept batch alone while Redis is away (new submits and MO
-        fail at once meanwhile), else everything queued, as one round trip of up to two script
-        calls: state changes, then new messages (so that only the second can fail fast)."""
-        self._flush_due = False
-        if self._committing or not (self._queue or self._kept):
-            return
-        if self._kept:
-            keep: deque[tuple[Sequence[Op], Done]] = deque()
-            refused: list[tuple[Sequence[Op], Done]] = []
-            while self._queue:
-                ops, done = self._queue.popleft()
-                (refused if _fresh(ops) else keep).append((ops, done))
-            self._queue = keep
-            _answer(refused, StoreUnavailable("redis unreachable"))
-            state, fresh = self._kept[0], None
-        else:
-            state_writes: list[tuple[Sequence[Op], Done]] = []
-            fresh_writes: list[tuple[Sequence[Op], Done]] = []
-            count = 0
-            while self._queue and count < self.max_batch:
-                ops, done = self._queue.popleft()
-                (fresh_writes if _fresh(ops) else state_writes).append((ops, done))
-                count += len(ops)
-            if self._queue:
-                self._take_followers(state_writes, fresh_writes)
-            entries = self.feed.held
-            state = _Part(state_writes, entries) if state_writes else None
-            fresh = _Part(fresh_writes, entries) if fresh_writes else None
-        self._committing = True
-        start(self._commit(state, fresh))
-
-    def _take_followers(
-        self, state_writes: list[tuple[Sequence[Op], Done]], fresh_writes: list[tuple[Sequence[Op], Done]]
-    ) -> None:
-        """After a cut at max_batch: an update is encoded with its record's columns as they are
-        now, so the record's later writes still queued (a final state with its receipt) go in
-        this batch too; otherwise the script sees the final state without the receipt it owes,
-        and the next batch's update of a message no longer open counts as not ours."""
-        taken = state_writes + fresh_writes
-        ids = {op.record.id for ops, _ in taken for op in ops if type(op) is UpdateMessage}  # type: ignore[union-attr]
-        rest: deque[tuple[Sequence[Op], Done]] = deque()
-        for ops, done in self._queue:
-            mine = {op.record.id for op in ops if type(op) is UpdateMessage}  # type: ignore[union-attr]
-            if mine & ids:
-                ids |= mine
-                (fresh_writes if _fresh(ops) else state_writes).append((ops, done))
-            else:
-                rest.append((ops, done))
-        self._queue = rest
-
-    async def _commit(self, state: _Part | None, fresh: _Part | None) -> None:
-        errors: list[BaseException | None] = [None, None]
-        results: list[Any] = [None, None]
-        try:
-            if self._compensate:
-                await self._undo_uncertain()
-            results = await self._apply([state, fresh])
-            self.up(True)
-        except UNREACHABLE as e:
-            self.up(False, e)
-            errors = [StoreUnavailable(f"redis unreachable: {type(e).__name__}")] * 2
-        for i, r in enumerate(results):
-            if isinstance(r, Exception):
-                results[i] = None
-                if isinstance(r, BUSY_ERRORS) or str(r).startswith(BUSY_STATES):  # Redis is "away"
-                    self.up(False, r)
-                    errors[i] = StoreUnavailable(f"redis refused the write: {str(r)[:60]}")
-                    continue
-                # a script error: this part can never succeed; Redis may have applied some of it
-                log.error("event=store_commit_failed error=%r", r)
-                errors[i] = r
-        self._committing = False
-        kept = bool(self._kept) and self._kept[0] is state
-        if state is not None:
-            if isinstance(errors[0], StoreUnavailable):
-                if not kept:
-                    self._kept.append(state)  # written again until Redis takes it
-            else:
-                if kept:
-                    self._kept.popleft()
-                self._done(state, errors[0], results[0])
-        if fresh is not None:
-            if errors[1] is not None:
-                self._compensate.extend(fresh.inserted)
-            self._done(fresh, errors[1], results[1])
-        if self._kept and isinstance(errors[0], StoreUnavailable):
-            await asyncio.sleep(0.2)
-        if self._queue or self._kept:
-            self._flush()
-
-    def _done(self, part: _Part, error: BaseException | None, result: Any) -> None:
-        if error is None:
-            self.batches += 1
-            self.ops_written += part.count
-        part.answer(error)
-        if result is not None:
-            self._after(result)
-
-    async def _apply(self, parts: list[_Part | None]) -> list[Any]:
-        """One round trip: a commit-script call per part (and a WAIT); per-part results, a
-        script error as the exception in its place."""
-        assert self.scripts is not None
-        sha, now = self.scripts.shas["commit"], repr(time.time())
-        head = [self.prefix, self.node, now, self.max_per_account, self.pid_ttl_ms]
-        pipe = self.client.pipeline(transaction=False)
-        for part in parts:
-            if part is not None:
-                pipe.evalsha(sha, 0, *head, part.payload, self.trail_ttl_ms)
-        if self.config.wait_replicas:
-            pipe.wait(self.config.wait_replicas, int(self.config.wait_timeout * 1000))
-        replies = await pipe.execute(raise_on_error=False)  # errors come back in their place
-        if any(isinstance(r, NoScriptError) for r in replies):  # Redis restarted without scripts
-            self.scripts.shas["commit"] = await self.client.script_load(ALL["commit"])
-            return await self._apply(parts)
-        for r in replies:
-            if isinstance(r, UNREACHABLE):
-                raise r
-        if self.config.wait_replicas and int(replies.pop()) < self.config.wait_replicas:
-            # on the primary, not yet on enough replicas: a fail-over now could lose it
-            raise RedisTimeoutError(f"WAIT: fewer than {self.config.wait_replicas} replicas have it")
-        out: list[Any] = []
-        for part in parts:
-            out.append(replies.pop(0) if part is not None else None)
-        return out
-
-    async def _undo_uncertain(self) -> None:
-        """Delete the messages of failed batches that Redis may have stored after all: nobody
-        was told they were accepted, so nobody may send them."""
-        ids, self._compensate = self._compensate, []
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for mid in ids:
-                pipe.delete(f"{self.prefix}m:{mid}")
-                pipe.srem(f"{self.prefix}open:{self.node}", mid)
-            await pipe.execute()
-        except BaseException:
-            self._compensate = ids + self._compensate
-            raise
-        event(log, "uncertain_submits_removed", messages=len(ids))
-
-    def _after(self, result: Any) -> None:
-        fenced, early, dropped = result
-        if fenced:
-            event(log, "not_owner", logging.WARNING, messages=len(fenced), first=fenced[0].decode())
-        sink = self.sink
-        for raw in early:
-            provider, report = report_from_json(raw)
-            if sink is not None:
-                sink.forwarded(provider, report)
-        self.report_dropped(dropped)
-
-    def report_dropped(self, dropped: list[Any]) -> None:
-        for i in range(0, len(dropped), 4):
-            account, mid, state, why = (x.decode() for x in dropped[i : i + 4])
-            if self.sink is not None:
-                self.sink.receipt_dropped(account, mid, int(state), why)
 
     # -- reads ----------------------------------------------------------------------------
 
