@@ -3,7 +3,6 @@ HTTP site; and takes it apart again on shutdown (unbind sessions, drain, close).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any
 
@@ -12,16 +11,15 @@ from twisted.internet.defer import inlineCallbacks, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import deferLater
 
-from smppgw.admin.control import Control, ReloadRefused
+from smppgw.admin.control import Control
 from smppgw.admin.live import LiveView
 from smppgw.aio import as_deferred
-from smppgw.config import Config, ProviderSettings, load
+from smppgw.config import Config, ReloadRefused
 from smppgw.gateway.core import Gateway
 from smppgw.listen import listen
 from smppgw.logs import event
 from smppgw.metrics import Metrics, StateGauges
-from smppgw.providers import adapter_class
-from smppgw.providers.base import Provider
+from smppgw.providers.build import build_provider
 from smppgw.server.factory import SmppFactory
 from smppgw.store.base import Store
 from smppgw.store.sqlite import SqliteStore
@@ -30,31 +28,6 @@ from smppgw.web.site import make_site
 from smppgw.web.webhooks import Webhooks
 
 log = logging.getLogger("smppgw.app")
-
-
-def build_provider(settings: ProviderSettings, clock: Any) -> Provider:
-    cls = adapter_class(settings.type)
-    provider = cls(settings, clock=clock) if settings.type == "simulator" else cls(settings)
-    # The same two limits for every provider, whatever the adapter reads itself.
-    overrides = {}
-    for key in ("max_concurrency", "requests_per_second"):
-        if key in settings.options:
-            kind = int if key == "max_concurrency" else (int, float)
-            value = settings.get(key, kind)
-            if value <= 0:
-                raise settings.error(key, f"a number > 0, got {value}")
-            overrides[key] = value
-    if overrides:
-        provider.limits = dataclasses.replace(provider.limits, **overrides)
-    return provider
-
-
-def load_checked(path: str, clock: Any) -> tuple[Config, dict[str, Provider]]:
-    """Everything `smppgw check-config` checks: parse and validate the file, then build every
-    provider adapter (each checks its own options). Raises ConfigError."""
-    config = load(path)
-    providers = {name: build_provider(s, clock) for name, s in config.providers.items()}
-    return config, providers
 
 
 def make_store(config: Config, reactor: Any) -> Store:
@@ -118,7 +91,7 @@ class _StoreCollector:
 class App:
     def __init__(self, config: Config, reactor: Any, worker: int | None = None) -> None:
         """`worker`: this process's number among the workers of `serve --workers` (None: alone)."""
-        self.config, self.reactor, self.worker = config, reactor, worker
+        self.reactor, self.worker = reactor, worker
         self.metrics = Metrics()
         self.store = make_store(config, reactor)
         self.metrics.registry.register(_StoreCollector(self.store))
@@ -131,7 +104,9 @@ class App:
             self.providers, config.providers, self.gateway.on_report, self.gateway.on_inbound, self.metrics
         )
         self.live = LiveView(self.factory, self.gateway, self.metrics, reactor)
-        self.control = Control(self)
+        self.control = Control(
+            config, self.gateway, self.factory, self.webhooks, self.metrics, reactor, worker=worker
+        )
         self.admin = AdminApi(lambda: self.config.admin, self.live, self.control, self.store)
         own_admin = config.admin.port is not None
         self.site = make_site(
@@ -142,6 +117,11 @@ class App:
         self.http_port: IListeningPort | None = None
         self.worker_http_port: IListeningPort | None = None  # `serve --workers`: this worker's own
         self.admin_port: IListeningPort | None = None
+
+    @property
+    def config(self) -> Config:
+        """The config in force: the one given, or the last one a reload applied."""
+        return self.control.config
 
     def start(self) -> None:
         self.gateway.start()

@@ -72,9 +72,9 @@ def _supervise(args: argparse.Namespace) -> int:
     from twisted.internet.task import Clock
 
     from smppgw import logs
-    from smppgw.app import load_checked
     from smppgw.config import ConfigError
     from smppgw.logs import event
+    from smppgw.providers.build import load_checked
     from smppgw.workers import Supervisor, log, refusal, worker_command
 
     try:
@@ -122,8 +122,8 @@ def tune_gc() -> None:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from twisted.internet.task import Clock
 
-    from smppgw.app import load_checked
     from smppgw.config import ConfigError
+    from smppgw.providers.build import load_checked
 
     try:
         config, _ = load_checked(args.config, Clock())  # the same checks as a live reload

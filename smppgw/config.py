@@ -13,13 +13,24 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from smppgw.providers import ADAPTERS
-from smppgw.providers.base import ProviderSettings
 from smppgw.smpp.text import CHARSETS
+
+# A [providers.<name>] table's `type` -> its adapter, as "module:Class" (imported only when a
+# config names it, by smppgw.providers.build). A new provider adds its line here.
+PROVIDER_TYPES = {
+    "simulator": "smppgw.providers.simulator:Simulator",
+    "smsfly": "smppgw.providers.smsfly:SmsFly",
+    "smsclub": "smppgw.providers.smsclub:SmsClub",
+    "smsend": "smppgw.providers.smsend:SmSend",
+    "floppysend": "smppgw.providers.floppysend:FloppySend",
+    "smspartner": "smppgw.providers.smspartner:SmsPartner",
+}
 
 
 class ConfigError(Exception):
@@ -28,6 +39,78 @@ class ConfigError(Exception):
     def __init__(self, source: str, key: str, expected: str) -> None:
         super().__init__(f"{source}: {key}: expected {expected}")
         self.source, self.key, self.expected = source, key, expected
+
+
+class ReloadRefused(Exception):
+    """A running process refused a new config file: it did not pass check-config (str() is the
+    text check-config prints); the config in force stays."""
+
+
+@dataclass
+class ProviderSettings:
+    """One [providers.<name>] table of the config, for an adapter's constructor.
+
+    `options` holds every key of the table but `type` and `url`, with ${ENV} references
+    already replaced. Adapters read them through `get`, which names the file and the key in
+    its error, so a typo is reported as a config error, not a crash.
+    """
+
+    name: str
+    type: str
+    url: str
+    options: dict[str, Any] = field(default_factory=dict, repr=False)  # may hold credentials
+    source: str = "<config>"  # the config file's path, for errors
+    timeout: float = 10.0  # seconds per HTTP request
+    # Read by the gateway, not the adapter:
+    webhook_secret: str = field(default="", repr=False)  # required in the webhook URL or X-Webhook-Secret
+    webhook_allow: tuple[str, ...] = ()  # source networks allowed to call the webhook; empty: any
+    balance_interval: float = 300.0  # seconds between balance polls (0: never)
+    senders_interval: float = 600.0  # seconds between sender-list refreshes (0: never)
+    inbound_interval: float = 15.0  # seconds between MO polls where the API has one (0: never)
+    poll_first: float = 5.0  # seconds from acceptance to the first status poll
+    poll_max_gap: float = 600.0  # longest gap between two polls of one message
+    prices: dict[str, float] = field(default_factory=dict)  # destination prefix -> price (least-cost)
+    networks: dict[str, str] = field(
+        default_factory=dict
+    )  # destination prefix -> "mcc-mnc" (published prices)
+    prices_interval: float = 3600.0  # seconds between price-list fetches where the API has one (0: never)
+
+    def get(
+        self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, secret: bool = False
+    ) -> Any:
+        if key not in self.options:
+            if default is ...:
+                raise self.error(key, f"a {_kind_name(kind)} (required for type {self.type!r})")
+            return default
+        value = self.options[key]
+        if (
+            isinstance(value, bool)
+            and kind is not bool
+            and bool not in (kind if isinstance(kind, tuple) else ())
+        ):
+            raise self.error(key, f"a {_kind_name(kind)}, got a boolean")
+        if not isinstance(value, kind):
+            shown = "<hidden>" if secret else repr(value)
+            raise self.error(key, f"a {_kind_name(kind)}, got {shown}")
+        return value
+
+    def error(self, key: str, expected: str) -> Exception:
+        """A ConfigError naming the file and `providers.<name>.<key>`, for adapters' own checks."""
+        return ConfigError(self.source, f"providers.{self.name}.{key}", expected)
+
+    def zone(self, key: str, default: str) -> tzinfo:
+        """An IANA time zone option ("UTC" needs no tz database)."""
+        name = self.get(key, str, default)
+        try:
+            return UTC if name.upper() == "UTC" else ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.error(key, "an IANA zone name known here (install tzdata, or use UTC)") from None
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: "string", int: "integer", float: "number", bool: "boolean", list: "list", dict: "table"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
 @dataclass(frozen=True)
@@ -489,7 +572,7 @@ def _providers(source: str, table: dict[str, Any]) -> dict[str, ProviderSettings
         if not isinstance(body, dict):
             raise ConfigError(source, prefix, "a table")
         r = _Reader(source, body, prefix)
-        ptype = r.choice("type", tuple(ADAPTERS), "")
+        ptype = r.choice("type", tuple(PROVIDER_TYPES), "")
         url = r.get("url", str, "", "a base URL (http:// or https://)")
         if ptype != "simulator" and not re.match(r"https?://", url):
             raise r.error("url", f"a base URL starting with http:// or https://, got {url!r}")

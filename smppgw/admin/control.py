@@ -27,15 +27,19 @@ from typing import TYPE_CHECKING, Any
 
 from smppgw import logs
 from smppgw.aio import as_deferred
-from smppgw.config import Config, ConfigError
+from smppgw.config import Config, ConfigError, ReloadRefused
 from smppgw.gateway.chores import Chores
 from smppgw.gateway.prices import PriceBook
 from smppgw.gateway.router import Router
 from smppgw.logs import event
 from smppgw.providers.base import Provider
+from smppgw.providers.build import load_checked
 
 if TYPE_CHECKING:
-    from smppgw.app import App
+    from smppgw.gateway.core import Gateway
+    from smppgw.metrics import Metrics
+    from smppgw.server.factory import SmppFactory
+    from smppgw.web.webhooks import Webhooks
 
 log = logging.getLogger("smppgw.admin")
 
@@ -59,33 +63,42 @@ _RESTART = {
 CLOSE_CHECK = 0.5  # seconds between checks whether a replaced adapter may be closed
 
 
-class ReloadRefused(Exception):
-    """The file did not pass check-config; str() is the text check-config prints."""
-
-
 class Control:
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(
+        self,
+        config: Config,
+        gateway: Gateway,
+        factory: SmppFactory,
+        webhooks: Webhooks,
+        metrics: Metrics,
+        clock: Any,
+        *,
+        worker: int | None = None,
+    ) -> None:
+        """`config`: the config in force, which `apply` replaces; `worker`: this process's number
+        among the workers of `serve --workers` (None: alone)."""
+        self.config, self.gateway, self.factory, self.webhooks = config, gateway, factory, webhooks
+        self.metrics, self.clock, self.worker = metrics, clock, worker
         # `serve --workers`: called after a reload asked for over the admin API (not SIGHUP), so
         # that the parent reloads the other workers too
         self.announce: Callable[[], None] | None = None
         self.paused: set[str] = set()  # paused by an operator (not retired providers)
         self.retired: dict[str, Any] = {}  # removed providers still answering: name -> settings
-        for name in app.providers:
-            app.metrics.child(app.metrics.provider_paused, name).set(0)
+        for name in gateway.providers:
+            metrics.child(metrics.provider_paused, name).set(0)
 
     # -- pause / resume -----------------------------------------------------------------------
 
     def pause(self, name: str) -> dict[str, Any]:
         """KeyError for a provider that is not in the config."""
-        if name not in self.app.config.providers:
+        if name not in self.config.providers:
             raise KeyError(name)
-        gw = self.app.gateway
+        gw = self.gateway
         moved, waiting = gw.dispatcher.pause(name)
         self.paused.add(name)
-        self.app.metrics.child(self.app.metrics.provider_paused, name).set(1)
+        self.metrics.child(self.metrics.provider_paused, name).set(1)
         routes = []
-        for i, route in enumerate(self.app.config.routes):
+        for i, route in enumerate(self.config.routes):
             if name in route.providers:
                 others = [p for p in route.providers if p != name]
                 then = f"fail over to {', '.join(others)}" if others else "wait for resume"
@@ -94,11 +107,11 @@ class Control:
         return {"provider": name, "paused": True, "moved": moved, "waiting": waiting, "routes": routes}
 
     def resume(self, name: str) -> dict[str, Any]:
-        if name not in self.app.config.providers:
+        if name not in self.config.providers:
             raise KeyError(name)
-        released = self.app.gateway.dispatcher.resume(name)
+        released = self.gateway.dispatcher.resume(name)
         self.paused.discard(name)
-        self.app.metrics.child(self.app.metrics.provider_paused, name).set(0)
+        self.metrics.child(self.metrics.provider_paused, name).set(0)
         event(log, "provider_resumed", provider=name, released=released)
         return {"provider": name, "paused": False, "released": released}
 
@@ -107,18 +120,16 @@ class Control:
     def reload(self, announce: bool = True) -> dict[str, Any]:
         """Re-read the config file; ReloadRefused (and the old config stays) when it is bad.
         `announce`: tell the other workers of `serve --workers` (False when they got SIGHUP too)."""
-        from smppgw.app import load_checked
-
-        path = self.app.config.source
+        path = self.config.source
         try:
-            new, built = load_checked(path, self.app.reactor)
+            new, built = load_checked(path, self.clock)
         except ConfigError as e:
             event(log, "reload_refused", logging.ERROR, config=path, error=str(e))
             raise ReloadRefused(f"config error: {e}") from None
-        if self.app.worker is not None:
+        if self.worker is not None:
             from smppgw.workers import worker_config
 
-            new = worker_config(new, self.app.worker)
+            new = worker_config(new, self.worker)
         answer = self.apply(new, built)
         event(
             log,
@@ -134,7 +145,7 @@ class Control:
         return answer
 
     def apply(self, new: Config, built: dict[str, Provider]) -> dict[str, Any]:
-        old = self.app.config
+        old = self.config
         out: dict[str, Any] = {
             "applied": True,
             "config": old.source,
@@ -147,10 +158,10 @@ class Control:
         for section in ("server", "receipts", "dispatch", "log", "admin"):
             for key in _changed_fields(getattr(old, section), getattr(effective, section)):
                 out["changed"].append(f"{section}.{key}")
-        self.app.config = effective
-        gw = self.app.gateway
+        self.config = effective
+        gw = self.gateway
         gw.config = effective
-        self.app.factory.config = effective.server  # timers, window: for new sessions
+        self.factory.config = effective.server  # timers, window: for new sessions
         gw.outbox.config = effective.receipts
         gw.dispatcher.config = effective.dispatch
         for lane in gw.dispatcher.lanes.values():
@@ -185,7 +196,7 @@ class Control:
         return dataclasses.replace(new, **parts)
 
     def _accounts(self, old: Config, new: Config, out: dict[str, Any]) -> int:
-        gw = self.app.gateway
+        gw = self.gateway
         gone = [a for a in old.accounts if a not in new.accounts]
         out["removed"].extend(f"accounts.{a}" for a in gone)
         out["added"].extend(f"accounts.{a}" for a in new.accounts if a not in old.accounts)
@@ -199,7 +210,7 @@ class Control:
         gw.accounts = new.accounts
         gw.inbound.accounts = new.accounts
         unbound = 0
-        for session in list(self.app.factory.sessions):
+        for session in list(self.factory.sessions):
             if session.bind_name is None:
                 continue
             if session.account in gone:
@@ -213,7 +224,7 @@ class Control:
         self, old: Config, new: Config, built: dict[str, Provider], out: dict[str, Any]
     ) -> list[str]:
         """Swap adapters in; returns the providers that left the config (to retire)."""
-        gw, app = self.app.gateway, self.app
+        gw = self.gateway
         touched = False
         for name, adapter in built.items():
             before = old.providers.get(name)
@@ -236,7 +247,7 @@ class Control:
                 if name not in self.paused:
                     gw.dispatcher.resume(name)
             else:
-                app.metrics.child(app.metrics.provider_paused, name).set(1 if name in self.paused else 0)
+                self.metrics.child(self.metrics.provider_paused, name).set(1 if name in self.paused else 0)
             if previous is not None:
                 self._close_later(name, previous, (before or new.providers[name]).timeout)
         gone = [name for name in old.providers if name not in new.providers]
@@ -245,18 +256,18 @@ class Control:
             out["removed"].append(f"providers.{name}")
             self.retired[name] = old.providers[name]
             self.paused.discard(name)
-            app.metrics.child(app.metrics.provider_paused, name).set(0)
+            self.metrics.child(self.metrics.provider_paused, name).set(0)
         if not touched:
             return gone
         settings = {**self.retired, **new.providers}  # retired ones still answer webhooks and polls
         gw.tracker.settings = settings
-        self.app.webhooks.set_settings(settings)
+        self.webhooks.set_settings(settings)
         prices = PriceBook(new.providers)
         prices.published = gw.prices.published
         gw.prices = prices
         old_chores = gw.chores
         old_chores.stop()
-        chores = Chores(gw.providers, new.providers, gw.clock, app.metrics, gw.on_inbound, prices)
+        chores = Chores(gw.providers, new.providers, gw.clock, self.metrics, gw.on_inbound, prices)
         chores.senders = {k: v for k, v in old_chores.senders.items() if k in new.providers}
         chores.balances = {k: v for k, v in old_chores.balances.items() if k in new.providers}
         gw.chores = chores
@@ -267,13 +278,13 @@ class Control:
         """Close a replaced adapter once its lane has nothing in flight, or after the longest a
         request may take (two timeouts: an adapter may log in again once); a simulator keeps
         pushing the reports it owes for `delay` seconds."""
-        clock = self.app.reactor
+        clock = self.clock
         t0 = clock.seconds()
         grace = 2 * timeout + 1.0
         owed = float(getattr(adapter, "delay", 0.0))
 
         def check() -> None:
-            lane = self.app.gateway.dispatcher.lanes.get(name)
+            lane = self.gateway.dispatcher.lanes.get(name)
             elapsed = clock.seconds() - t0
             idle = lane is None or lane.in_flight == 0
             if (idle and elapsed >= owed) or elapsed >= max(grace, owed + 1.0):

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Hashable, Iterable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
 from smppgw.gateway.dispatch import Breaker
+from smppgw.web.admin import iso
 
 if TYPE_CHECKING:
     from smppgw.gateway.core import Gateway
@@ -27,13 +27,6 @@ if TYPE_CHECKING:
 SAMPLE_EVERY = 5.0  # seconds between samples
 WINDOW = 60.0  # rates over the last minute
 BIND_TYPES = ("transmitter", "receiver", "transceiver")
-
-
-def iso(ts: float | None) -> str | None:
-    """UTC ISO 8601 with milliseconds."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Rates:

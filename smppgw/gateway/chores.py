@@ -12,17 +12,11 @@ from collections.abc import Awaitable, Callable
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from smppgw.aio import start
+from smppgw.config import ProviderSettings
 from smppgw.gateway.prices import PriceBook
 from smppgw.logs import event
 from smppgw.metrics import Metrics
-from smppgw.providers.base import (
-    Balance,
-    Inbound,
-    NotSupported,
-    Provider,
-    ProviderError,
-    ProviderSettings,
-)
+from smppgw.providers.base import Balance, Inbound, NotSupported, Provider, ProviderError
 
 log = logging.getLogger("smppgw.chores")
 

@@ -38,7 +38,7 @@ from smppgw.gateway.reassembly import Reassembler
 from smppgw.gateway.receipts import build_receipt, wants_receipt
 from smppgw.gateway.retention import Retention
 from smppgw.gateway.router import NoRoute, Router
-from smppgw.gateway.submit import Prepared, RefusalLog, Refused, prepare
+from smppgw.gateway.submit import Prepared, RefusalLog, Refused, Reply, prepare
 from smppgw.gateway.tracker import Tracker
 from smppgw.gateway.trail import timeline
 from smppgw.logs import event
@@ -74,7 +74,6 @@ from smppgw.store.base import (
 
 log = logging.getLogger("smppgw.gateway")
 
-Reply = Callable[[int, str], None]  # (command_status, message_id)
 EARLY_REPORTS_MAX = 10_000
 EARLY_REPORT_TTL = 120.0
 
@@ -135,9 +134,29 @@ class Gateway:
         self._early: dict[tuple[str, str], tuple[float, StatusReport]] = {}
         self.sessions: dict[str, list[object]] = {}
         self.started = False
-        self.parts = Reassembler(self)
         self.held = Held(clock, self._release)
-        self.ops = Operations(self)
+        self.parts = Reassembler(
+            clock=clock,
+            store=store,
+            live=self.live,
+            account_of=lambda name: self.accounts.get(name),
+            high_id=lambda: self.ids.high,
+            new_record=self.new_record,
+            accept=self.accept,
+            finalize=self._finalize,
+            write=self._write,
+        )
+        self.ops = Operations(
+            live=self.live,
+            store=store,
+            clock=clock,
+            providers=providers,
+            held=self.held,
+            finalize=self._finalize,
+            dispatch=self._dispatch,
+            submit=self.submit,
+            take_back=self.take_back,
+        )
         self.refusals = RefusalLog()
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -192,43 +211,6 @@ class Gateway:
             elif self.tracker.should_poll(record, resumed=True):
                 self.tracker.track(record, resumed=True)
 
-    # -- what the store hands over ----------------------------------------------------------
-
-    def deliver(self, record: OutboxRecord) -> None:
-        self.outbox.add(record)
-
-    def forwarded(self, provider: str, report: StatusReport) -> None:
-        self.on_report(provider, report, forwarded=True)
-
-    def receipt_dropped(self, account: str, message_id: str, state: int, why: str) -> None:
-        self.outbox.dropped_in_store(account, message_id, state, why)
-
-    def waiting(self, counts: dict[str, int]) -> None:
-        self.outbox.waiting_in_store(counts)
-
-    def claimed(self, records: list[MessageRecord]) -> None:
-        """Carry on with a dead process's unfinished messages, as after a restart."""
-        fresh = [r for r in records if r.id not in self.live]
-        for record in fresh:
-            self._resume(record)
-        self.parts.resume(fresh)
-        event(log, "messages_claimed", logging.WARNING, messages=len(fresh))
-
-    def fenced(self) -> None:
-        """Another process took this one's messages (it was taken for dead): drop them here so
-        that only the new owner sends, tracks and finalizes them."""
-        event(log, "fenced", logging.ERROR, messages=len(self.live))
-        self.live.clear()
-        self.by_provider_id.clear()
-        self._tried.clear()
-        self._maybe_sent.clear()
-        self._early.clear()
-        self.dispatcher.forget_all()
-        self.tracker.forget_all()
-        self.held.forget_all()
-        self.parts.forget_all()
-        self.outbox.forget_shared()
-
     def stop(self) -> None:
         self._stop_operations()
         self.dispatcher.stop()
@@ -236,6 +218,10 @@ class Gateway:
         self.chores.stop()
         self.retention.stop()
         self.outbox.stop()
+
+    def _stop_operations(self) -> None:
+        self.held.stop()
+        self.parts.stop()
 
     def healthy(self) -> bool:
         return self.started and self.store.healthy()
@@ -278,7 +264,7 @@ class Gateway:
             held.remove(session)
         self.outbox.session_gone(session)
 
-    # -- submit -------------------------------------------------------------------------------
+    # -- a message arrives: check, id, store, answer ------------------------------------------
 
     def submit(
         self,
@@ -316,6 +302,70 @@ class Gateway:
             return
         self.accept(record, account, reply, hold_ack=account.ack == "provider" and not ack_when_stored)
 
+    def _refused(self, account: Account, refused: Refused, reply: Reply) -> None:
+        self._count(account.system_id, "", "refused")
+        self.metrics.child(self.metrics.bad_pdus, refused.reason).inc()
+        self.refusals.note(account.system_id, refused, self.clock.seconds())
+        reply(refused.status, str(refused))
+
+    def new_record(
+        self, account: Account, pdu: SubmitSm, fields: Prepared, provider: str, interface_version: int
+    ) -> MessageRecord:
+        if interface_version <= 0x33:
+            message_id = self.ids.issue("hex", 8)  # 3.3 ESMEs keep ids of at most 8 characters
+        else:
+            message_id = self.ids.issue(account.message_id_format, account.message_id_length)
+        return MessageRecord(
+            id=message_id,
+            account=account.system_id,
+            source=pdu.source_addr,
+            source_ton=pdu.source_addr_ton,
+            source_npi=pdu.source_addr_npi,
+            destination=fields.destination,
+            dest_ton=pdu.dest_addr_ton,
+            dest_npi=pdu.dest_addr_npi,
+            text=fields.text,
+            data_coding=pdu.data_coding,
+            esm_class=pdu.esm_class,
+            registered_delivery=pdu.registered_delivery,
+            submitted_at=self.clock.seconds(),
+            provider=provider,
+            user_message_reference=fields.user_message_reference,
+            schedule_at=fields.schedule_at,
+            valid_until=fields.valid_until,
+        )
+
+    def accept(
+        self,
+        record: MessageRecord,
+        account: Account,
+        reply: Reply,
+        *,
+        ops: Sequence[Op] = (),
+        hold_ack: bool = False,
+        done: Callable[[BaseException | None], None] | None = None,
+    ) -> None:
+        """Store a new message (with `ops` in the same commit), answer, and send it on its way."""
+
+        def committed(error: BaseException | None) -> None:
+            if done is not None:
+                done(error)
+            if error is not None:
+                self._count(account.system_id, record.provider, "store_failed")
+                reply(Status.ESME_RSYSERR, "store failed")
+                return
+            self._count(account.system_id, record.provider, "accepted")
+            self.live[record.id] = record
+            if hold_ack:
+                self._held_acks[record.id] = reply  # answered from _on_sent
+            else:
+                reply(Status.ESME_ROK, record.id)
+            self._dispatch(record)
+
+        self.store.write([InsertMessage(record), *ops], committed, high_id=self.ids.high)
+
+    # -- on its way to a provider -------------------------------------------------------------
+
     def _dispatch(self, record: MessageRecord) -> None:
         now = self.clock.seconds()
         if record.valid_until is not None and now >= record.valid_until:
@@ -325,6 +375,16 @@ class Gateway:
             self.held.hold(record)
             return
         self.dispatcher.enqueue(record)
+
+    def _holds_here(self, record: MessageRecord) -> bool:
+        """The gateway holds a scheduled message itself, unless its provider can both hold it
+        and delete it again (so cancel_sm still works): then the time goes to the provider."""
+        caps = getattr(self.providers.get(record.provider), "capabilities", None)
+        return not (caps is not None and caps.schedule and caps.cancel)
+
+    def _release(self, record: MessageRecord) -> None:
+        if self.live.get(record.id) is record and record.state == QUEUED:
+            self._dispatch(record)
 
     def _outbound(self, record: MessageRecord) -> OutboundSms:
         dc = record.data_coding
@@ -355,7 +415,19 @@ class Gateway:
                 return name
         return None
 
-    # -- provider results and reports -------------------------------------------------------
+    def take_back(self, record: MessageRecord) -> bool:
+        """Take a message the gateway still holds out of its way to a provider."""
+        if record.state != QUEUED or self.parts.is_part(record) or record.id in self._held_acks:
+            return False
+        if self.held.take(record.id):
+            return True
+        lane = self.dispatcher.lanes.get(record.provider)
+        if lane is not None and record in lane.queue:
+            lane.queue.remove(record)  # waiting for a request slot or a rate token: not sent yet
+            return True
+        return False  # in a request right now, or between retries
+
+    # -- provider results and reports ---------------------------------------------------------
 
     def _on_sent(self, record: MessageRecord, result: SendResult) -> None:
         held = self._held_acks.pop(record.id, None)
@@ -451,6 +523,8 @@ class Gateway:
         event(log, "status_horizon", account=record.account, message_id=record.id, provider=record.provider)
         self._finalize(record, UNKNOWN, "000")
 
+    # -- the final state, and the receipt in the same commit ----------------------------------
+
     def _finalize(
         self, record: MessageRecord, state: int, err: str, done_at: float | None = None, receipt: bool = True
     ) -> None:
@@ -492,7 +566,49 @@ class Gateway:
             partial(_noted, message_id),
         )
 
-    # -- queries ------------------------------------------------------------------------------
+    def _count(self, account: str, provider: str, state: str) -> None:
+        # perf (issue 11): a CounterTable counts in one dict update; child(...).inc() cost a lookup
+        # of the child and a call more, three times per message
+        self.metrics.messages.inc(account, provider, state)
+
+    # -- what the store hands over ------------------------------------------------------------
+
+    def deliver(self, record: OutboxRecord) -> None:
+        self.outbox.add(record)
+
+    def forwarded(self, provider: str, report: StatusReport) -> None:
+        self.on_report(provider, report, forwarded=True)
+
+    def receipt_dropped(self, account: str, message_id: str, state: int, why: str) -> None:
+        self.outbox.dropped_in_store(account, message_id, state, why)
+
+    def waiting(self, counts: dict[str, int]) -> None:
+        self.outbox.waiting_in_store(counts)
+
+    def claimed(self, records: list[MessageRecord]) -> None:
+        """Carry on with a dead process's unfinished messages, as after a restart."""
+        fresh = [r for r in records if r.id not in self.live]
+        for record in fresh:
+            self._resume(record)
+        self.parts.resume(fresh)
+        event(log, "messages_claimed", logging.WARNING, messages=len(fresh))
+
+    def fenced(self) -> None:
+        """Another process took this one's messages (it was taken for dead): drop them here so
+        that only the new owner sends, tracks and finalizes them."""
+        event(log, "fenced", logging.ERROR, messages=len(self.live))
+        self.live.clear()
+        self.by_provider_id.clear()
+        self._tried.clear()
+        self._maybe_sent.clear()
+        self._early.clear()
+        self.dispatcher.forget_all()
+        self.tracker.forget_all()
+        self.held.forget_all()
+        self.parts.forget_all()
+        self.outbox.forget_shared()
+
+    # -- queries and the other protocol operations --------------------------------------------
 
     def trail(self, message_id: str, done: Callable[[MessageRecord | None, list[TrailEvent]], None]) -> None:
         """The stored message and its whole trail (row milestones and events), oldest first."""
@@ -508,75 +624,6 @@ class Gateway:
     def _live_list(self) -> list[MessageRecord]:
         return list(self.live.values())
 
-    def _count(self, account: str, provider: str, state: str) -> None:
-        # perf (issue 11): a CounterTable counts in one dict update; child(...).inc() cost a lookup
-        # of the child and a call more, three times per message
-        self.metrics.messages.inc(account, provider, state)
-
-    # -- protocol operations (query, cancel, replace, multi, data_sm) --
-
-    def new_record(
-        self, account: Account, pdu: SubmitSm, fields: Prepared, provider: str, interface_version: int
-    ) -> MessageRecord:
-        if interface_version <= 0x33:
-            message_id = self.ids.issue("hex", 8)  # 3.3 ESMEs keep ids of at most 8 characters
-        else:
-            message_id = self.ids.issue(account.message_id_format, account.message_id_length)
-        return MessageRecord(
-            id=message_id,
-            account=account.system_id,
-            source=pdu.source_addr,
-            source_ton=pdu.source_addr_ton,
-            source_npi=pdu.source_addr_npi,
-            destination=fields.destination,
-            dest_ton=pdu.dest_addr_ton,
-            dest_npi=pdu.dest_addr_npi,
-            text=fields.text,
-            data_coding=pdu.data_coding,
-            esm_class=pdu.esm_class,
-            registered_delivery=pdu.registered_delivery,
-            submitted_at=self.clock.seconds(),
-            provider=provider,
-            user_message_reference=fields.user_message_reference,
-            schedule_at=fields.schedule_at,
-            valid_until=fields.valid_until,
-        )
-
-    def accept(
-        self,
-        record: MessageRecord,
-        account: Account,
-        reply: Reply,
-        *,
-        ops: Sequence[Op] = (),
-        hold_ack: bool = False,
-        done: Callable[[BaseException | None], None] | None = None,
-    ) -> None:
-        """Store a new message (with `ops` in the same commit), answer, and send it on its way."""
-
-        def committed(error: BaseException | None) -> None:
-            if done is not None:
-                done(error)
-            if error is not None:
-                self._count(account.system_id, record.provider, "store_failed")
-                reply(Status.ESME_RSYSERR, "store failed")
-                return
-            self._count(account.system_id, record.provider, "accepted")
-            self.live[record.id] = record
-            if hold_ack:
-                self._held_acks[record.id] = reply  # answered from _on_sent
-            else:
-                reply(Status.ESME_ROK, record.id)
-            self._dispatch(record)
-
-        self.store.write([InsertMessage(record), *ops], committed, high_id=self.ids.high)
-
-    def _refused(self, account: Account, refused: Refused, reply: Reply) -> None:
-        self._count(account.system_id, "", "refused")
-        self.metrics.child(self.metrics.bad_pdus, refused.reason).inc()
-        self.refusals.note(account.system_id, refused, self.clock.seconds())
-        reply(refused.status, str(refused))
-
     def submit_multi(self, account: Account, pdu: SubmitMulti, version: int, answer: Answer) -> None:
         self.ops.submit_multi(account, pdu, version, answer)
 
@@ -591,20 +638,6 @@ class Gateway:
 
     def replace(self, account: Account, pdu: ReplaceSm, interface_version: int, answer: Answer) -> None:
         self.ops.replace(account, pdu, interface_version, answer)
-
-    def _holds_here(self, record: MessageRecord) -> bool:
-        """The gateway holds a scheduled message itself, unless its provider can both hold it
-        and delete it again (so cancel_sm still works): then the time goes to the provider."""
-        caps = getattr(self.providers.get(record.provider), "capabilities", None)
-        return not (caps is not None and caps.schedule and caps.cancel)
-
-    def _release(self, record: MessageRecord) -> None:
-        if self.live.get(record.id) is record and record.state == QUEUED:
-            self._dispatch(record)
-
-    def _stop_operations(self) -> None:
-        self.held.stop()
-        self.parts.stop()
 
 
 def _same_addresses(pdu: SubmitSm) -> CancelSm:

@@ -37,20 +37,46 @@ from smppgw.smpp.timefmt import format_relative, format_smpp_time
 from smppgw.store.base import QUEUED, MessageRecord, ReplaceMessage
 
 if TYPE_CHECKING:
-    from smppgw.gateway.core import Gateway
+    from twisted.internet.interfaces import IReactorTime
+
+    from smppgw.gateway.held import Held
+    from smppgw.providers.base import Provider
+    from smppgw.store.base import Store
 
 Answer = Callable[[int, dict[str, Any]], None]
 _NOTHING: dict[str, Any] = {}
 
 
 class Operations:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
+    """query_sm, cancel_sm, replace_sm, submit_multi and data_sm, over the gateway's messages.
+
+    The gateway hands over what these need of it: its unfinished messages (`live`, by id), the
+    store, the clock, the provider adapters, the held (scheduled) messages, and four steps of the
+    message's life: `finalize` (the one place a message ends), `dispatch` (on its way again),
+    `submit` (a new message, as from submit_sm) and `take_back` (out of its way to a provider,
+    if it is not in a request yet).
+    """
+
+    def __init__(
+        self,
+        *,
+        live: dict[str, MessageRecord],
+        store: Store,
+        clock: IReactorTime,
+        providers: dict[str, Provider],
+        held: Held,
+        finalize: Callable[[MessageRecord, int, str], None],
+        dispatch: Callable[[MessageRecord], None],
+        submit: Callable[..., None],
+        take_back: Callable[[MessageRecord], bool],
+    ) -> None:
+        self.live, self.store, self.clock, self.providers, self.held = live, store, clock, providers, held
+        self._finalize, self._dispatch, self._submit, self._take_back = finalize, dispatch, submit, take_back
 
     # -- query_sm -----------------------------------------------------------------------------
 
     def query(self, account: Account, pdu: QuerySm, version: int, answer: Answer) -> None:
-        record = self.gw.live.get(pdu.message_id)
+        record = self.live.get(pdu.message_id)
         if record is not None:
             answer(*self._query_answer(account, record, version))
             return
@@ -58,7 +84,7 @@ class Operations:
         def found(stored: MessageRecord | None) -> None:
             answer(*self._query_answer(account, stored, version))
 
-        self.gw.store.get_message(pdu.message_id, found)
+        self.store.get_message(pdu.message_id, found)
 
     def _query_answer(
         self, account: Account, record: MessageRecord | None, version: int
@@ -68,7 +94,7 @@ class Operations:
         state = record.state
         if state == QUEUED:
             # 3.4 has no SCHEDULED; a 5.0 bind hears it for a message held until later.
-            held = self.gw.held.holds(record.id)
+            held = self.held.holds(record.id)
             state = MessageState.SCHEDULED if version >= 0x50 and held else MessageState.ENROUTE
         final = state >= 2 and record.done_at is not None
         return Status.ESME_ROK, {
@@ -84,7 +110,7 @@ class Operations:
         if not pdu.message_id:
             self._cancel_matching(account, pdu, answer)
             return
-        record = self.gw.live.get(pdu.message_id)
+        record = self.live.get(pdu.message_id)
         if record is None or record.account != account.system_id:
             self._not_live(account, pdu.message_id, Status.ESME_RCANCELFAIL, answer)
             return
@@ -92,10 +118,10 @@ class Operations:
             answer(Status.ESME_RCANCELFAIL, _NOTHING)
             return
         if self._take_back(record):
-            self.gw._finalize(record, DELETED, "000")
+            self._finalize(record, DELETED, "000")
             self._after_commit(answer, Status.ESME_ROK)
             return
-        provider = self.gw.providers.get(record.provider)
+        provider = self.providers.get(record.provider)
         if record.state == 1 and record.provider_id and provider is not None and provider.capabilities.cancel:
             start(self._cancel_at_provider(record, answer))
             return
@@ -106,12 +132,12 @@ class Operations:
         dest = pdu.destination_addr.lstrip("+")
         matching = [
             r
-            for r in list(self.gw.live.values())
+            for r in list(self.live.values())
             if r.account == account.system_id and r.source == pdu.source_addr and r.destination == dest
         ]
         taken = [r for r in matching if self._take_back(r)]
         for r in taken:
-            self.gw._finalize(r, DELETED, "000")
+            self._finalize(r, DELETED, "000")
         if taken:
             self._after_commit(answer, Status.ESME_ROK)
         else:
@@ -119,42 +145,30 @@ class Operations:
 
     async def _cancel_at_provider(self, record: MessageRecord, answer: Answer) -> None:
         try:
-            ok = await self.gw.providers[record.provider].cancel(record.provider_id)
+            ok = await self.providers[record.provider].cancel(record.provider_id)
         except Exception:  # NotSupported, ProviderError, transport trouble: it was not cancelled
             ok = False
         if ok and record.state < 2:
-            self.gw._finalize(record, DELETED, "000")
+            self._finalize(record, DELETED, "000")
             self._after_commit(answer, Status.ESME_ROK)
         else:
             answer(Status.ESME_RCANCELFAIL, _NOTHING)
-
-    def _take_back(self, record: MessageRecord) -> bool:
-        """Take a message the gateway still holds out of its way to a provider."""
-        if record.state != QUEUED or self.gw.parts.is_part(record) or record.id in self.gw._held_acks:
-            return False
-        if self.gw.held.take(record.id):
-            return True
-        lane = self.gw.dispatcher.lanes.get(record.provider)
-        if lane is not None and record in lane.queue:
-            lane.queue.remove(record)  # waiting for a request slot or a rate token: not sent yet
-            return True
-        return False  # in a request right now, or between retries
 
     def _not_live(self, account: Account, message_id: str, fail: int, answer: Answer) -> None:
         def found(stored: MessageRecord | None) -> None:
             known = stored is not None and stored.account == account.system_id
             answer(fail if known else Status.ESME_RINVMSGID, _NOTHING)
 
-        self.gw.store.get_message(message_id, found)
+        self.store.get_message(message_id, found)
 
     def _after_commit(self, answer: Answer, status: int) -> None:
         # The store commits in order: an empty write's callback runs after the writes before it.
-        self.gw.store.write([], lambda error: answer(Status.ESME_RSYSERR if error else status, _NOTHING))
+        self.store.write([], lambda error: answer(Status.ESME_RSYSERR if error else status, _NOTHING))
 
     # -- replace_sm ---------------------------------------------------------------------------
 
     def replace(self, account: Account, pdu: ReplaceSm, version: int, answer: Answer) -> None:
-        record = self.gw.live.get(pdu.message_id)
+        record = self.live.get(pdu.message_id)
         if record is None or record.account != account.system_id:
             self._not_live(account, pdu.message_id, Status.ESME_RREPLACEFAIL, answer)
             return
@@ -170,9 +184,9 @@ class Operations:
         record.registered_delivery = pdu.registered_delivery
         record.schedule_at = at if pdu.schedule_delivery_time else record.schedule_at
         record.valid_until = until if pdu.validity_period else record.valid_until
-        self.gw.store.write([ReplaceMessage(record)], lambda error: None)
+        self.store.write([ReplaceMessage(record)], lambda error: None)
         self._after_commit(answer, Status.ESME_ROK)
-        self.gw._dispatch(record)  # held again for its (new) time, expired, or on its way
+        self._dispatch(record)  # held again for its (new) time, expired, or on its way
 
     def _replacement(
         self, account: Account, pdu: ReplaceSm, record: MessageRecord, version: int
@@ -182,7 +196,7 @@ class Operations:
             raise Refused(Status.ESME_RINVREGDLVFLG, "registered_delivery uses reserved bits")
         if pdu.sm_default_msg_id:
             raise Refused(Status.ESME_RINVDFTMSGID, "no canned messages here")
-        at, until = parse_times(pdu.schedule_delivery_time, pdu.validity_period, self.gw.clock.seconds())
+        at, until = parse_times(pdu.schedule_delivery_time, pdu.validity_period, self.clock.seconds())
         packed = account.dc0_charset == "gsm-packed" and record.data_coding in (0, 0xF0, 0xF1, 0xF2, 0xF3)
         try:
             sm = unpack_septets(pdu.short_message) if packed else pdu.short_message
@@ -206,7 +220,7 @@ class Operations:
                 _as_submit(pdu, first_sme), destination_addr="000", dest_addr_ton=0, dest_addr_npi=0
             )
             try:
-                prepare(probe, version, self.gw.clock.seconds(), account.dc0_charset, account.dc1_charset)
+                prepare(probe, version, self.clock.seconds(), account.dc0_charset, account.dc1_charset)
             except Refused as e:
                 answer(e.status, _NOTHING)
                 return
@@ -240,7 +254,7 @@ class Operations:
             if isinstance(dest, DistributionList):
                 reply_for(i)(Status.ESME_RCNTSUBDL, "distribution lists are not supported")
                 continue
-            self.gw.submit(account, _as_submit(pdu, dest), version, reply_for(i), ack_when_stored=True)
+            self._submit(account, _as_submit(pdu, dest), version, reply_for(i), ack_when_stored=True)
 
     # -- data_sm ------------------------------------------------------------------------------
 
@@ -278,7 +292,7 @@ class Operations:
         if pdu.tlv(Tag.MESSAGE_PAYLOAD) is None:
             reply(Status.ESME_RMISSINGOPTPARAM, "data_sm without message_payload")
             return
-        self.gw.submit(account, sm, version, reply)
+        self._submit(account, sm, version, reply)
 
 
 def _final_date(ts: float | None) -> str:

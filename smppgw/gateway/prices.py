@@ -9,7 +9,7 @@ provider sorts after those with one.
 
 from __future__ import annotations
 
-from smppgw.providers.base import ProviderSettings
+from smppgw.config import ProviderSettings
 
 
 def _longest(table: dict[str, object], number: str) -> object | None:

@@ -31,7 +31,7 @@ from twisted.internet.interfaces import IDelayedCall
 from smppgw.config import Account
 from smppgw.gateway.ids import IdsExhausted
 from smppgw.gateway.receipts import build_receipt, wants_receipt
-from smppgw.gateway.submit import Prepared, decode_payload
+from smppgw.gateway.submit import Prepared, Reply, decode_payload
 from smppgw.logs import event
 from smppgw.providers.base import ENROUTE, REJECTED, UNDELIVERABLE, UNKNOWN
 from smppgw.smpp.constants import Status
@@ -47,7 +47,9 @@ from smppgw.store.base import (
 )
 
 if TYPE_CHECKING:
-    from smppgw.gateway.core import Gateway, Reply
+    from twisted.internet.interfaces import IReactorTime
+
+    from smppgw.store.base import Store
 
 log = logging.getLogger("smppgw.reassembly")
 
@@ -76,8 +78,36 @@ class _Group:
 
 
 class Reassembler:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
+    """Joins the parts of long messages before one text goes to a provider.
+
+    The gateway hands over what this needs of it: the clock, the store, its unfinished messages
+    (`live`, by id), its accounts by name, the high end of the ids it has issued, and the steps of
+    a message's life that a group takes: `new_record` (an id and a row for a part), `accept` (store,
+    answer and dispatch the lead), `finalize` (a part's one final state) and `write` (a state
+    change with the receipt it causes, in one commit).
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: IReactorTime,
+        store: Store,
+        live: dict[str, MessageRecord],
+        account_of: Callable[[str], Account | None],
+        high_id: Callable[[], int],
+        new_record: Callable[..., MessageRecord],
+        accept: Callable[..., None],
+        finalize: Callable[..., None],
+        write: Callable[[list[Op]], None],
+    ) -> None:
+        self.clock, self.store, self.live, self._account_of, self._high_id = (
+            clock,
+            store,
+            live,
+            account_of,
+            high_id,
+        )
+        self._new_record, self._accept, self._finalize, self._write = new_record, accept, finalize, write
         self.groups: dict[Key, _Group] = {}
         self.followers: dict[str, list[MessageRecord]] = {}  # lead id -> the other parts
         self._heap: list[tuple[float, int, Key, _Group]] = []
@@ -104,13 +134,13 @@ class Reassembler:
             elif old is not None:
                 self._repeat(old, reply)
                 return
-        now = self.gw.clock.seconds()
+        now = self.clock.seconds()
         if group is None:
             group = _Group(key, seg.total, now + account.reassembly_timeout)
             self.groups[key] = group
             self._push(group)
         try:
-            record = self.gw.new_record(account, pdu, fields, "", version)
+            record = self._new_record(account, pdu, fields, "", version)
         except IdsExhausted:
             reply(Status.ESME_RSYSERR, "store unavailable")
             return
@@ -151,7 +181,7 @@ class Reassembler:
                     self._end(group, "store failed")  # a new message took the reference meanwhile
             self._answer_waiting(part, error)
 
-        self.gw.accept(record, account, reply, ops=ops, hold_ack=False, done=done)
+        self._accept(record, account, reply, ops=ops, hold_ack=False, done=done)
 
     def _join(self, account: Account, group: _Group) -> str:
         parts = [group.parts[i] for i in sorted(group.parts)]
@@ -175,11 +205,11 @@ class Reassembler:
                 reply(Status.ESME_RSYSERR, "store failed")
                 return
             if record.state < 2:
-                self.gw.live[record.id] = record
+                self.live[record.id] = record
             reply(Status.ESME_ROK, record.id)
 
         stored = _with_state(record, ENROUTE)  # on disk never QUEUED: a restart must not send it
-        self.gw.store.write([InsertMessage(stored)], committed, high_id=self.gw.ids.high)
+        self.store.write([InsertMessage(stored)], committed, high_id=self._high_id())
 
     def _repeat(self, part: _Part, reply: Reply) -> None:
         if part.committed:
@@ -205,18 +235,18 @@ class Reassembler:
     def _mirror(self, lead: MessageRecord) -> None:
         if lead.state >= 2:
             for f in self.followers.pop(lead.id, ()):
-                self.gw._finalize(f, lead.state, lead.err, lead.done_at)
+                self._finalize(f, lead.state, lead.err, lead.done_at)
             return
         if lead.state != ENROUTE:
             return
-        now = self.gw.clock.seconds()
+        now = self.clock.seconds()
         for f in self.followers.get(lead.id, ()):
             if f.state == QUEUED:
                 f.state = ENROUTE
                 ops: list[Op] = [UpdateMessage(f)]
                 if wants_receipt(f.registered_delivery, ENROUTE):
                     ops.append(AddOutbox(build_receipt(f, ENROUTE, now)))
-                self.gw._write(ops)
+                self._write(ops)
 
     def is_part(self, record: MessageRecord) -> bool:
         return record.provider_id.startswith(WAITING) or record.id in self.followers
@@ -229,13 +259,13 @@ class Reassembler:
             if self._timer is not None and self._timer.active():
                 self._timer.cancel()
             self._timer_at = group.deadline
-            self._timer = self.gw.clock.callLater(
-                max(0.0, group.deadline - self.gw.clock.seconds()), self._on_timer
+            self._timer = self.clock.callLater(
+                max(0.0, group.deadline - self.clock.seconds()), self._on_timer
             )
 
     def _on_timer(self) -> None:
         self._timer, self._timer_at = None, float("inf")
-        now = self.gw.clock.seconds()
+        now = self.clock.seconds()
         while self._heap and self._heap[0][0] <= now:
             _, _, key, group = heapq.heappop(self._heap)
             if self.groups.get(key) is group:
@@ -243,7 +273,7 @@ class Reassembler:
         if self._heap:
             due = self._heap[0][0]
             self._timer_at = due
-            self._timer = self.gw.clock.callLater(max(0.0, due - now), self._on_timer)
+            self._timer = self.clock.callLater(max(0.0, due - now), self._on_timer)
 
     def _end(self, group: _Group, why: str, state: int = UNDELIVERABLE) -> None:
         """Forget a group; if it never completed, the parts that came reach `state`."""
@@ -262,7 +292,7 @@ class Reassembler:
                 reason=why,
             )
         for part in group.parts.values():
-            self.gw._finalize(part.record, state, "000")
+            self._finalize(part.record, state, "000")
 
     def stop(self) -> None:
         if self._timer is not None and self._timer.active():
@@ -282,21 +312,21 @@ class Reassembler:
         """Link stored parts again (all live ones at start, or those just taken over from a
         process that died): followers to their live lead (or to its final state), and parts of
         groups that never completed to an UNDELIVERABLE at their timeout."""
-        now = self.gw.clock.seconds()
-        pool = self.gw.live.values() if records is None else records
+        now = self.clock.seconds()
+        pool = self.live.values() if records is None else records
         for record in [r for r in pool if r.provider_id.startswith(WAITING)]:
             lead_id = record.provider_id[len(WAITING) :]
             if not lead_id:
-                account = self.gw.accounts.get(record.account)
+                account = self._account_of(record.account)
                 timeout = account.reassembly_timeout if account is not None else 60.0
                 key = ("", "", "", "resumed", next(self._order))
                 group = _Group(key, 0, max(now, record.submitted_at + timeout), {1: _Part(1, record, b"", 0)})
                 self.groups[key] = group
                 self._push(group)
-            elif lead_id in self.gw.live:
+            elif lead_id in self.live:
                 self.followers.setdefault(lead_id, []).append(record)
             else:
-                self.gw.store.get_message(lead_id, _mirror_final(self.gw, record))
+                self.store.get_message(lead_id, _mirror_final(self._finalize, record))
 
 
 _RECORD_FIELDS = attrgetter(*(f.name for f in fields(MessageRecord)))
@@ -310,11 +340,13 @@ def _with_state(record: MessageRecord, state: int) -> MessageRecord:
     return copy
 
 
-def _mirror_final(gw: Gateway, follower: MessageRecord) -> Callable[[MessageRecord | None], None]:
+def _mirror_final(
+    finalize: Callable[..., None], follower: MessageRecord
+) -> Callable[[MessageRecord | None], None]:
     def found(lead: MessageRecord | None) -> None:
         if lead is not None and lead.state >= 2:
-            gw._finalize(follower, lead.state, lead.err, lead.done_at)
+            finalize(follower, lead.state, lead.err, lead.done_at)
         else:
-            gw._finalize(follower, UNKNOWN, "000")
+            finalize(follower, UNKNOWN, "000")
 
     return found

@@ -9,6 +9,7 @@ across parts, so reassembly joins the raw `payload`s first (reassembly.py) and d
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,6 +20,7 @@ from smppgw.smpp.pdu import SubmitSm
 from smppgw.smpp.text import TextError, decode_text, gsm_decode, unpack_after_udh
 from smppgw.smpp.timefmt import parse_smpp_time
 
+Reply = Callable[[int, str], None]  # (command_status, message_id, or the reason of a refusal)
 log = logging.getLogger("smppgw.submit")
 
 _NPIS = frozenset({0, 1, 3, 4, 6, 8, 9, 10, 14, 18})  # §5.2.6

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from smppgw.aio import start
+from smppgw.config import ProviderSettings
 from smppgw.logs import event
 from smppgw.metrics import Metrics
-from smppgw.providers.base import Provider, ProviderError, ProviderSettings, StatusReport
+from smppgw.providers.base import Provider, ProviderError, StatusReport
 from smppgw.store.base import MessageRecord
 
 log = logging.getLogger("smppgw.tracker")

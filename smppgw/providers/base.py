@@ -10,10 +10,9 @@ Adapters do not touch the store, sessions or metrics; they raise or return value
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # SMPP 3.4 message_state values (§5.2.28), repeated here so adapters need nothing from smpp/.
 ENROUTE, DELIVERED, EXPIRED, DELETED, UNDELIVERABLE, ACCEPTED, UNKNOWN, REJECTED = range(1, 9)
@@ -238,75 +237,6 @@ class Provider(Protocol):
     async def cancel(self, provider_id: str) -> bool: ...
 
     async def close(self) -> None: ...
-
-
-@dataclass
-class ProviderSettings:
-    """One [providers.<name>] table of the config, for an adapter's constructor.
-
-    `options` holds every key of the table but `type` and `url`, with ${ENV} references
-    already replaced. Adapters read them through `get`, which names the file and the key in
-    its error, so a typo is reported as a config error, not a crash.
-    """
-
-    name: str
-    type: str
-    url: str
-    options: dict[str, Any] = field(default_factory=dict, repr=False)  # may hold credentials
-    source: str = "<config>"  # the config file's path, for errors
-    timeout: float = 10.0  # seconds per HTTP request
-    # Read by the gateway, not the adapter:
-    webhook_secret: str = field(default="", repr=False)  # required in the webhook URL or X-Webhook-Secret
-    webhook_allow: tuple[str, ...] = ()  # source networks allowed to call the webhook; empty: any
-    balance_interval: float = 300.0  # seconds between balance polls (0: never)
-    senders_interval: float = 600.0  # seconds between sender-list refreshes (0: never)
-    inbound_interval: float = 15.0  # seconds between MO polls where the API has one (0: never)
-    poll_first: float = 5.0  # seconds from acceptance to the first status poll
-    poll_max_gap: float = 600.0  # longest gap between two polls of one message
-    prices: dict[str, float] = field(default_factory=dict)  # destination prefix -> price (least-cost)
-    networks: dict[str, str] = field(
-        default_factory=dict
-    )  # destination prefix -> "mcc-mnc" (published prices)
-    prices_interval: float = 3600.0  # seconds between price-list fetches where the API has one (0: never)
-
-    def get(
-        self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, secret: bool = False
-    ) -> Any:
-        if key not in self.options:
-            if default is ...:
-                raise self.error(key, f"a {_kind_name(kind)} (required for type {self.type!r})")
-            return default
-        value = self.options[key]
-        if (
-            isinstance(value, bool)
-            and kind is not bool
-            and bool not in (kind if isinstance(kind, tuple) else ())
-        ):
-            raise self.error(key, f"a {_kind_name(kind)}, got a boolean")
-        if not isinstance(value, kind):
-            shown = "<hidden>" if secret else repr(value)
-            raise self.error(key, f"a {_kind_name(kind)}, got {shown}")
-        return value
-
-    def error(self, key: str, expected: str) -> Exception:
-        """A ConfigError naming the file and `providers.<name>.<key>`, for adapters' own checks."""
-        from smppgw.config import ConfigError  # late: config imports the provider registry
-
-        return ConfigError(self.source, f"providers.{self.name}.{key}", expected)
-
-    def zone(self, key: str, default: str) -> tzinfo:
-        """An IANA time zone option ("UTC" needs no tz database)."""
-        name = self.get(key, str, default)
-        try:
-            return UTC if name.upper() == "UTC" else ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise self.error(key, "an IANA zone name known here (install tzdata, or use UTC)") from None
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {str: "string", int: "integer", float: "number", bool: "boolean", list: "list", dict: "table"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
 def retry_after_seconds(value: str | None, default: float = 1.0) -> float:

@@ -44,6 +44,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 
+from smppgw.config import ProviderSettings
 from smppgw.providers.base import (
     DELETED,
     DELIVERED,
@@ -67,7 +68,6 @@ from smppgw.providers.base import (
     Permanent,
     ProviderError,
     ProviderLimits,
-    ProviderSettings,
     SendResult,
     StatusReport,
     WebhookRequest,

@@ -11,14 +11,8 @@ from typing import Any
 
 import httpx
 
-from smppgw.providers.base import (
-    ESME_RSYSERR,
-    ESME_RTHROTTLED,
-    Misconfigured,
-    ProviderSettings,
-    Retryable,
-    retry_after_seconds,
-)
+from smppgw.config import ProviderSettings
+from smppgw.providers.base import ESME_RSYSERR, ESME_RTHROTTLED, Misconfigured, Retryable, retry_after_seconds
 
 
 def make_client(settings: ProviderSettings, *, max_connections: int = 16, **kwargs: Any) -> httpx.AsyncClient:

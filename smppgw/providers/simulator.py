@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 from twisted.internet.interfaces import IReactorTime
 
+from smppgw.config import ProviderSettings
 from smppgw.providers.base import (
     DELIVERED,
     ENROUTE,
@@ -36,7 +37,6 @@ from smppgw.providers.base import (
     NotSupported,
     OutboundSms,
     ProviderLimits,
-    ProviderSettings,
     SendResult,
     StatusReport,
     WebhookRequest,

@@ -52,6 +52,7 @@ from typing import Any
 
 import httpx
 
+from smppgw.config import ProviderSettings
 from smppgw.providers.base import (
     DELIVERED,
     ENROUTE,
@@ -72,7 +73,6 @@ from smppgw.providers.base import (
     OutboundSms,
     Permanent,
     ProviderLimits,
-    ProviderSettings,
     Retryable,
     SendResult,
     StatusReport,

@@ -55,6 +55,7 @@ from urllib.parse import parse_qs, quote
 
 import httpx
 
+from smppgw.config import ProviderSettings
 from smppgw.providers.base import (
     DELIVERED,
     ENROUTE,
@@ -78,7 +79,6 @@ from smppgw.providers.base import (
     Permanent,
     ProviderError,
     ProviderLimits,
-    ProviderSettings,
     Retryable,
     SendResult,
     StatusReport,

@@ -45,6 +45,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from smppgw.config import ProviderSettings
 from smppgw.providers.base import (
     DELIVERED,
     ENROUTE,
@@ -68,7 +69,6 @@ from smppgw.providers.base import (
     Permanent,
     ProviderError,
     ProviderLimits,
-    ProviderSettings,
     Retryable,
     SendResult,
     StatusReport,

@@ -51,6 +51,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import parse_qs
 
+from smppgw.config import ProviderSettings
 from smppgw.providers.base import (
     DELIVERED,
     ENROUTE,
@@ -72,7 +73,6 @@ from smppgw.providers.base import (
     Permanent,
     ProviderError,
     ProviderLimits,
-    ProviderSettings,
     Retryable,
     SendResult,
     StatusReport,

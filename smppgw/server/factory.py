@@ -22,9 +22,14 @@ class SmppFactory(ServerFactory):
         self.throttles = Throttles(gateway.store.bucket)
 
     def buildProtocol(self, addr: IAddress) -> SmppSession:
-        session = SmppSession(self.gateway, self.config, self.metrics, self.clock)
-        session.factory = self
-        return session
+        return SmppSession(
+            self.gateway,
+            self.config,
+            self.metrics,
+            self.clock,
+            sessions=self.sessions,
+            throttles=self.throttles,
+        )
 
     def unbind_all(self) -> None:
         for session in list(self.sessions):

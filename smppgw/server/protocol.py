@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
@@ -42,9 +41,6 @@ from smppgw.smpp.constants import RESP, CommandId, Status, Tag
 from smppgw.smpp.pdu import EnquireLink, GenericNack, Pdu, Unbind, response_for
 from smppgw.smpp.session import BIND_STATE, State, check, receives_deliveries
 from smppgw.store.base import Bucket, OutboxRecord
-
-if TYPE_CHECKING:
-    from smppgw.server.factory import SmppFactory
 
 log = logging.getLogger("smppgw.session")
 
@@ -79,8 +75,22 @@ _IN_DELIVER_SM_RESP = ("in", *label_of(_DELIVER_SM_RESP, 0))
 
 
 class SmppSession(Protocol):
-    def __init__(self, gateway: Gateway, config: ServerConfig, metrics: Metrics, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        config: ServerConfig,
+        metrics: Metrics,
+        clock: IReactorTime,
+        *,
+        sessions: set[SmppSession] | None = None,
+        throttles: Throttles | None = None,
+    ) -> None:
+        """`sessions`: the listener's set of open sessions, which this one joins while connected;
+        `throttles`: the per-account buckets shared by the account's sessions (a session made
+        without them, as in unit tests, keeps buckets of its own)."""
         self.gateway, self.config, self.metrics, self.clock = gateway, config, metrics, clock
+        self._sessions = sessions
+        self._throttles = throttles if throttles is not None else Throttles()
         self.framer = Framer(config.max_pdu_length)
         self.state = State.OPEN
         self.account: str = ""
@@ -101,7 +111,6 @@ class SmppSession(Protocol):
         self._unbind_sent = False
         self._binding = False  # a bind waits for the store's count of the account's binds
         self._member = f"{id(self):x}"  # this session's name in the store's bind count
-        self.factory: SmppFactory | None = None  # set by the factory; None in unit tests
         # plain counters for the admin live view, which samples them (no timer per PDU)
         self.submits = 0  # submit_sm taken in (past window and throttle)
         self.deliveries = 0  # deliver_sm records sent (receipts and MO)
@@ -113,16 +122,16 @@ class SmppSession(Protocol):
         peer = self.transport.getPeer()  # type: ignore[union-attr]
         self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
         self._opened = self._last_rx = self.clock.seconds()
-        if self.factory is not None:
-            self.factory.sessions.add(self)
+        if self._sessions is not None:
+            self._sessions.add(self)
         self._arm()
         event(log, "connected", peer=self.peer)
 
     def connectionLost(self, reason: Failure = Failure(Exception("closed"))) -> None:  # noqa: B008
         was = self.state
         self.state = State.CLOSED
-        if self.factory is not None:
-            self.factory.sessions.discard(self)
+        if self._sessions is not None:
+            self._sessions.discard(self)
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         pending, self._pending = self._pending, {}
@@ -240,7 +249,7 @@ class SmppSession(Protocol):
         self.state = BIND_STATE[pdu.command_id]
         self.account, self._account = system_id, result
         self.bound_at = self.clock.seconds()
-        self._bucket = self._throttles().bucket(result, self.clock.seconds())
+        self._bucket = self._throttles.bucket(result, self.clock.seconds())
         self._send(response_for(pdu, 0, system_id=SYSTEM_ID, tlvs=tlvs))
         self.metrics.child(self.metrics.bound_sessions, system_id, _BIND_NAMES[self.state]).inc()
         event(
@@ -309,12 +318,6 @@ class SmppSession(Protocol):
             self.gateway.cancel(account, pdu, answer)  # type: ignore[arg-type]
         else:
             self.gateway.replace(account, pdu, version, answer)  # type: ignore[arg-type]
-
-    def _throttles(self) -> Throttles:
-        throttles = getattr(self.factory, "throttles", None)
-        if throttles is None:  # a session without a factory (unit tests): buckets of its own
-            throttles = self.__dict__.setdefault("_own_throttles", Throttles())
-        return throttles
 
     def _on_response(self, sequence_number: int, command_status: int) -> None:
         entry = self._pending.pop(sequence_number, None)
@@ -396,7 +399,7 @@ class SmppSession(Protocol):
         """A config reload changed this session's account: the session stays bound and takes
         the new settings (throughput, long_mo, …); a new password matters at the next bind."""
         self._account = account
-        self._bucket = self._throttles().bucket(account, self.clock.seconds())
+        self._bucket = self._throttles.bucket(account, self.clock.seconds())
 
     # -- timers -------------------------------------------------------------------------------
 

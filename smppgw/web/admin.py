@@ -18,26 +18,58 @@ import ipaddress
 import json
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from smppgw.admin.live import iso
-from smppgw.config import AdminConfig
+from smppgw.config import AdminConfig, ReloadRefused
 from smppgw.gateway.trail import timeline
 from smppgw.logs import event
 from smppgw.providers.base import STAT_WORDS
 from smppgw.store.base import RECEIPT_NAMES, MessageRecord, Store, TrailEvent
 
 if TYPE_CHECKING:
-    from smppgw.admin.control import Control
-    from smppgw.admin.live import LiveView
+    from twisted.internet.interfaces import IReactorTime
 
 log = logging.getLogger("smppgw.admin")
 
 _TIMES = ("submitted_at", "stored_at", "sent_at", "done_at", "receipt_at", "schedule_at", "valid_until")
+
+
+class LiveReadings(Protocol):
+    """The live view the API reads (admin.live.LiveView): lists of JSON-ready dicts."""
+
+    clock: IReactorTime
+
+    def sessions(self) -> list[dict[str, Any]]: ...
+
+    def accounts(self) -> list[dict[str, Any]]: ...
+
+    def providers(self) -> list[dict[str, Any]]: ...
+
+
+class AdminActions(Protocol):
+    """What the API may change (admin.control.Control); each answers a JSON-ready dict."""
+
+    def reload(self) -> dict[str, Any]:
+        """ReloadRefused when the file does not pass check-config."""
+        ...
+
+    def pause(self, name: str) -> dict[str, Any]:
+        """KeyError for a provider that is not in the config."""
+        ...
+
+    def resume(self, name: str) -> dict[str, Any]: ...
+
+
+def iso(ts: float | None) -> str | None:
+    """UTC ISO 8601 with milliseconds, as every time in the API's answers."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @lru_cache(maxsize=16)
@@ -49,7 +81,7 @@ class AdminApi(Resource):
     isLeaf = True
 
     def __init__(
-        self, settings: Callable[[], AdminConfig], live: LiveView, control: Control, store: Store
+        self, settings: Callable[[], AdminConfig], live: LiveReadings, control: AdminActions, store: Store
     ) -> None:
         super().__init__()
         self.settings, self.live, self.control, self.store = settings, live, control, store
@@ -83,8 +115,6 @@ class AdminApi(Resource):
         if path == ["reload"]:
             if method != "POST":
                 return _not_allowed(request, "POST")
-            from smppgw.admin.control import ReloadRefused
-
             try:
                 return _json(request, 200, self.control.reload())
             except ReloadRefused as e:

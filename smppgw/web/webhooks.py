@@ -20,16 +20,10 @@ from collections.abc import Callable
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from smppgw.config import ProviderSettings
 from smppgw.logs import event
 from smppgw.metrics import Metrics
-from smppgw.providers.base import (
-    Inbound,
-    NotSupported,
-    Provider,
-    ProviderSettings,
-    StatusReport,
-    WebhookRequest,
-)
+from smppgw.providers.base import Inbound, NotSupported, Provider, StatusReport, WebhookRequest
 
 log = logging.getLogger("smppgw.webhooks")
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import pytest_twisted
 
+from smppgw.config import ProviderSettings
 from smppgw.fakes.base import FakeClock
 from smppgw.fakes.floppysend import FakeFloppySend
 from smppgw.providers.base import (
@@ -36,7 +37,6 @@ from smppgw.providers.base import (
     NotSupported,
     OutboundSms,
     Permanent,
-    ProviderSettings,
     Retryable,
     StatusReport,
     WebhookRequest,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import pytest_twisted
 
-from smppgw.config import ConfigError
+from smppgw.config import ConfigError, ProviderSettings
 from smppgw.fakes.base import FakeClock
 from smppgw.fakes.smsclub import FakeSmsClub
 from smppgw.providers.base import (
@@ -29,7 +29,6 @@ from smppgw.providers.base import (
     NotSupported,
     OutboundSms,
     Permanent,
-    ProviderSettings,
     Retryable,
     WebhookRequest,
 )

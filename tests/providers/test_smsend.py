@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import pytest
 import pytest_twisted
 
-from smppgw.config import ConfigError
+from smppgw.config import ConfigError, ProviderSettings
 from smppgw.fakes.base import FakeClock
 from smppgw.fakes.smsend import FakeSmSend
 from smppgw.providers.base import (
@@ -32,7 +32,6 @@ from smppgw.providers.base import (
     Misconfigured,
     NotSupported,
     OutboundSms,
-    ProviderSettings,
     Retryable,
     WebhookRequest,
 )

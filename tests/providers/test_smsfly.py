@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import pytest_twisted
 
-from smppgw.config import ConfigError
+from smppgw.config import ConfigError, ProviderSettings
 from smppgw.fakes.base import FakeClock
 from smppgw.fakes.smsfly import PATH, FakeSmsFly
 from smppgw.providers.base import (
@@ -24,7 +24,6 @@ from smppgw.providers.base import (
     NotSupported,
     OutboundSms,
     Permanent,
-    ProviderSettings,
     Retryable,
     WebhookRequest,
 )

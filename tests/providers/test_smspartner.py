@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import pytest_twisted
 
-from smppgw.config import ConfigError
+from smppgw.config import ConfigError, ProviderSettings
 from smppgw.fakes.base import FakeClock
 from smppgw.fakes.smspartner import FakeSmsPartner
 from smppgw.providers.base import (
@@ -28,7 +28,6 @@ from smppgw.providers.base import (
     NotSupported,
     OutboundSms,
     Permanent,
-    ProviderSettings,
     Retryable,
     StatusReport,
     WebhookRequest,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from twisted.internet.task import Clock
 
-from smppgw.admin.live import SAMPLE_EVERY, Rates, circuit, iso
+from smppgw.admin.live import SAMPLE_EVERY, Rates, circuit
 from smppgw.gateway.dispatch import Breaker
+from smppgw.web.admin import iso
 
 
 def test_rate_is_over_the_last_minute_of_samples():

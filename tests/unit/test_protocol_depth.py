@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from types import SimpleNamespace
 
 import pytest
 import pytest_twisted
@@ -60,8 +59,14 @@ class Harness:
         self.proto, self.transport = self.session()
 
     def session(self):
-        proto = SmppSession(self.gateway, self.config.server, self.metrics, self.clock)
-        proto.factory = SimpleNamespace(throttles=self.throttles, sessions=set())
+        proto = SmppSession(
+            self.gateway,
+            self.config.server,
+            self.metrics,
+            self.clock,
+            sessions=set(),
+            throttles=self.throttles,
+        )
         transport = StringTransport()
         proto.makeConnection(transport)
         return proto, transport

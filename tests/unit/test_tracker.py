@@ -8,16 +8,10 @@ import asyncio
 import pytest_twisted
 from twisted.internet.task import Clock
 
+from smppgw.config import ProviderSettings
 from smppgw.gateway.tracker import Tracker
 from smppgw.metrics import Metrics
-from smppgw.providers.base import (
-    DELIVERED,
-    ENROUTE,
-    Capabilities,
-    ProviderLimits,
-    ProviderSettings,
-    StatusReport,
-)
+from smppgw.providers.base import DELIVERED, ENROUTE, Capabilities, ProviderLimits, StatusReport
 from smppgw.store.base import MessageRecord
 from tests.aio import aio
 
