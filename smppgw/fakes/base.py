@@ -82,6 +82,7 @@ class Recorded:
     query: dict[str, list[str]]
     headers: dict[str, str]  # names lower-cased
     body: bytes
+    at: float = 0.0  # time.monotonic() when it arrived (a limit counts requests as they arrive)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -164,6 +165,7 @@ class FakeProvider:
         self._failures: list[Reply] = []
         self._lock = threading.RLock()
         self._hits: list[float] = []
+        self.throttled = 0  # requests answered 429 for the rate limit
         self._ids = 100000
         self._webhooks: list[_Webhook] = []
         self._wake = threading.Condition()
@@ -326,6 +328,18 @@ class FakeProvider:
         except OSError:
             return 0
 
+    def most_in_any_second(self) -> int:
+        """The most requests that arrived within any one second (a sliding window), 429s and
+        all: what a provider that counts every call saw of us at worst."""
+        with self._lock:
+            times = sorted(r.at for r in self.requests)
+        most, first = 0, 0
+        for i, t in enumerate(times):
+            while t - times[first] >= 1.0:
+                first += 1
+            most = max(most, i - first + 1)
+        return most
+
     def _throttled(self) -> bool:
         if not self.rate_limit:
             return False
@@ -345,6 +359,8 @@ class FakeProvider:
             if self._failures:
                 return self._failures.pop(0)
         if self._throttled():
+            with self._lock:
+                self.throttled += 1
             return Reply(429, {"error": {"code": 429, "message": "Too many requests"}}, {"Retry-After": "1"})
         for method, rx, handler in self._compiled:
             m = rx.match(rec.path)
@@ -368,6 +384,7 @@ class FakeProvider:
                     parse_qs(parts.query, keep_blank_values=True),
                     {k.lower(): v for k, v in self.headers.items()},
                     body,
+                    time.monotonic(),
                 )
                 try:
                     reply = fake._dispatch(rec)

@@ -1,8 +1,10 @@
 """Dispatch: stored messages to providers, in batches, within each provider's limits.
 
 One lane per provider. A message waits in its lane until the provider has a free request slot
-(limits.max_concurrency) and a token of its request rate (limits.requests_per_second); then up
-to limits.batch_size messages go in one `send`.
+(limits.max_concurrency) and, for an adapter without HTTP (the simulator), a token of its
+request rate (limits.requests_per_second); then up to limits.batch_size messages go in one `send`.
+An HTTP adapter's rate is kept by its client's pacer instead (providers/pacing.py), which every
+request of the adapter waits for: status polls, balance, sender lists and logins count as sends do.
 
 A Retryable failure puts the message back after an exponential backoff with jitter (or the
 provider's Retry-After). After `max_attempts` on one provider, or while that provider's circuit
@@ -318,7 +320,17 @@ class Dispatcher:
         lane.provider = provider
         limits, now = provider.limits, self.clock.seconds()
         rate = limits.requests_per_second
-        if not rate:
+        pacer = getattr(provider, "pacer", None)
+        if pacer is not None:
+            # An HTTP adapter paces every request it makes (polls, balance, logins too), and
+            # sends with them: no bucket of the lane's own, or a send would count twice.
+            pacer.set_rate(rate)
+            shared = None
+            if pacer.limited and self.store is not None:  # Redis: the limit holds for every process
+                shared = self.store.slots(f"requests:{name}", pacer.count, pacer.wake)
+            pacer.share(shared)
+            lane.bucket = None
+        elif not rate:
             lane.bucket = None
         elif self.store is None:
             lane.bucket = TokenBucket(rate, max(1.0, rate), now)

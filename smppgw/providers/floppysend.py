@@ -143,6 +143,7 @@ class FloppySend:
         if secret_hash:
             headers["X-Secret-Hash"] = _unquote(secret_hash)
         self._client = make_client(settings, headers=headers)
+        self.pacer = self._client.pacer  # every request; its rate is set by the gateway
 
     def __repr__(self) -> str:  # explicit, so no attribute holding a secret is ever printed
         return f"FloppySend(name={self.name!r}, url={self._url!r})"

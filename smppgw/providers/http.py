@@ -13,11 +13,34 @@ import httpx
 
 from smppgw.config import ProviderSettings
 from smppgw.providers.base import ESME_RSYSERR, ESME_RTHROTTLED, Misconfigured, Retryable, retry_after_seconds
+from smppgw.providers.pacing import RequestPacer
 
 
-def make_client(settings: ProviderSettings, *, max_connections: int = 16, **kwargs: Any) -> httpx.AsyncClient:
-    """One long-lived client per provider: keep-alive pool, explicit timeouts."""
-    return httpx.AsyncClient(
+class PacedClient(httpx.AsyncClient):
+    """An httpx client whose every request waits for its pacer's permit (see pacing.py): the
+    adapter's sends, polls, balance and logins all count against the provider's limit."""
+
+    def __init__(self, pacer: RequestPacer, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pacer = pacer
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        async with self.pacer.turn():
+            return await super().send(request, **kwargs)
+
+
+def make_client(
+    settings: ProviderSettings,
+    *,
+    max_connections: int = 16,
+    pacer: RequestPacer | None = None,
+    **kwargs: Any,
+) -> PacedClient:
+    """One long-lived client per provider: keep-alive pool, explicit timeouts, every request
+    paced by `pacer` (the adapter's `pacer`, which the gateway sets to the provider's
+    requests_per_second and shares between processes; unlimited until then)."""
+    return PacedClient(
+        pacer if pacer is not None else RequestPacer(),
         base_url=settings.url.rstrip("/"),
         timeout=httpx.Timeout(settings.timeout, connect=min(settings.timeout, 5.0)),
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),

@@ -30,7 +30,8 @@ Inferred choices ([INF] in the spec); the ones with a name are `[providers.<name
 * `unknown_status_final` (default false): a status word missing from STATUS_TABLE is reported
   ENROUTE (non-final) so that the gateway's horizon ends it with UNKNOWN; true reports UNKNOWN
   (final) at once.
-* `requests_per_second` (default 9, the documented limit; 0 = off): local pacing, any second.
+* `requests_per_second` (default 9, the documented limit; 0 = off): every request (sends, polls,
+  balance, originator lists) in any sliding second, for all processes together (pacing.py).
 * HTTP 400 → Permanent 0x45, err 400; any other unexpected status → Permanent 0x08.
 * `info` / `add_info` sent as an empty JSON array (PHP's empty array) read as empty.
 * Within one batch, a request-level failure (429, 5xx, timeout, 401) stops the batch: it is
@@ -45,7 +46,6 @@ import itertools
 import logging
 import re
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -79,6 +79,7 @@ from smppgw.providers.base import (
     WebhookRequest,
 )
 from smppgw.providers.http import classify_status, make_client
+from smppgw.providers.pacing import RequestPacer
 
 EARLIER_PROCESS = 0  # the "attempt" of a request an earlier (restarted or dead) process may have made
 log = logging.getLogger(__name__)
@@ -125,29 +126,6 @@ class _Request:
     items: tuple[tuple[int, OutboundSms], ...]  # (index in the batch, message); phones unique
 
 
-class _Pacer:
-    """At most `rate` requests in any `period` seconds (SMS Club: 9 per second)."""
-
-    def __init__(self, rate: float, clock: Callable[[], float], sleep: Sleep) -> None:
-        self.count = max(1, int(rate)) if rate > 0 else 0
-        self.period = self.count / rate if rate > 0 else 0.0
-        self._clock, self._sleep = clock, sleep
-        self._starts: deque[float] = deque()
-        self._lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        if not self.count:
-            return
-        async with self._lock:
-            now = self._clock()
-            while self._starts and now - self._starts[0] >= self.period:
-                self._starts.popleft()
-            if len(self._starts) >= self.count:
-                await self._sleep(self.period - (now - self._starts.popleft()))
-                now = self._clock()
-            self._starts.append(now)
-
-
 class SmsClub:
     type = "smsclub"
 
@@ -185,8 +163,11 @@ class SmsClub:
         )
         self.capabilities = Capabilities(poll=True, balance=True, senders=True)
         self._url = settings.url or DEFAULT_URL
+        # every request, sends, polls, balance and sender lists alike (9/s: "every call counted")
+        self.pacer = RequestPacer(rps, clock=clock, sleep=sleep)
         self._client = make_client(
             replace(settings, url=self._url),
+            pacer=self.pacer,
             headers={
                 "Authorization": f"Bearer {token}",
                 "Content-Type": "application/json",
@@ -194,7 +175,6 @@ class SmsClub:
             },
         )
         self._clock = clock
-        self._pacer = _Pacer(rps, clock, sleep)
         # message_id -> (when, attempt number) of a send that may have gone through unanswered.
         self._maybe_sent: dict[str, tuple[float, int]] = {}
         self._attempts = itertools.count(1)
@@ -427,7 +407,6 @@ class SmsClub:
     # -- HTTP -------------------------------------------------------------------------------
 
     async def _post(self, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
-        await self._pacer.wait()
         try:
             if body is None:
                 return await self._client.post(path)

@@ -182,6 +182,7 @@ class SmSend:
         )
         _redact_httpx_log()
         self._client = make_client(settings, max_connections=max(concurrency, 4))
+        self.pacer = self._client.pacer  # every request; its rate is set by the gateway
         self._login: _Login | None = None
         self._login_lock = asyncio.Lock()
         self._unsettled: dict[str, None] = {}  # ordered set of message ids whose send is in doubt

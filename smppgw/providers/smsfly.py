@@ -160,6 +160,7 @@ class SmsFly:
         )
         self.capabilities = Capabilities(poll=True, balance=True, senders=True, flash=True)
         self._client = make_client(settings, max_connections=concurrency)
+        self.pacer = self._client.pacer  # every request; its rate is set by the gateway
 
     def __repr__(self) -> str:
         return f"SmsFly(name={self.name!r}, url={self._url!r}, channels={self.channels!r})"

@@ -184,6 +184,7 @@ class SmsPartner:
         self._redact = _Redact(self._key)
         logging.getLogger("httpx").addFilter(self._redact)
         self._client = make_client(replace(settings, url=self._url))
+        self.pacer = self._client.pacer  # every request; its rate is set by the gateway
 
     def __repr__(self) -> str:  # explicit, so the key is never printed
         return f"SmsPartner(name={self.name!r}, url={self._url!r})"

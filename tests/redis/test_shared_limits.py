@@ -94,3 +94,49 @@ async def test_two_processes_share_one_provider_s_request_slots(redis_server):
         await close(a, b)
 
     await aio(body())
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_processes_keep_sms_club_s_nine_requests_per_second_for_every_call(redis_server):
+    """Each process has its own SMS Club adapter; sends, and balance calls besides them, go to
+    one strict fake (9 in any sliding second, every call counted): no 429, never 10 in a second."""
+    from smppgw.config import ProviderSettings
+    from smppgw.fakes.smsclub import FakeSmsClub
+    from smppgw.providers.smsclub import SmsClub
+
+    async def body():
+        p = prefix()
+        a, _ = make_store(redis_server, p, "a")
+        b, _ = make_store(redis_server, p, "b")
+        with FakeSmsClub(token="t", delay=0.2) as fake:
+            settings = ProviderSettings(name="club", type="smsclub", url=fake.url, options={"token": "t"})
+            adapters = [SmsClub(settings), SmsClub(settings)]
+            sent: list[str] = []
+            dispatchers = []
+            for n, (store, adapter) in enumerate(zip((a, b), adapters, strict=True)):
+                d = Dispatcher(
+                    {"club": adapter},
+                    DispatchConfig(),
+                    reactor,
+                    Metrics(),
+                    lambda record, result: sent.append(record.id),
+                    lambda r: OutboundSms(r.id, "VashZakaz", "380671234599", r.text),
+                    lambda r: None,
+                    store=store,
+                )
+                dispatchers.append(d)
+                for i in range(8):  # a text each: one send request each
+                    d.enqueue(message(n * 100 + i, provider="club", text=f"text {n} {i}"))
+            balances = [adapter.balance() for adapter in adapters for _ in range(6)]
+            await asyncio.gather(*balances)
+            await until(lambda: len(sent) == 16, timeout=20)
+            for d in dispatchers:
+                d.stop()
+            for adapter in adapters:
+                await adapter.close()
+            calls = len(fake.requests)
+            assert fake.throttled == 0
+            assert calls >= 28 and fake.most_in_any_second() <= 9, (calls, fake.most_in_any_second())
+        await close(a, b)
+
+    await aio(body())
