@@ -126,6 +126,15 @@ class ServerConfig:
     tls_port: int | None = None  # SMPP over TLS (1.2+) on its own port, same accounts; None: off
     tls_cert: str = ""  # PEM certificate (chain) file for the TLS port
     tls_key: str = ""  # PEM private key file for the TLS port
+    # password guessing, per source address (server/guard.py)
+    bind_fail_delay: float = 0.5  # a refused bind's answer waits this long, doubled per failure (0: off)
+    bind_fail_delay_max: float = 8.0
+    bind_lockout_after: int = 10  # failures in a row that refuse the address's binds for a while (0: never)
+    bind_lockout_seconds: float = 300.0
+    # floods: connections beyond these are closed at once (0: no cap)
+    max_connections: int = 10_000  # open SMPP connections, bound or not
+    max_unbound: int = 1_000  # connections that have not bound (yet), from all addresses
+    max_unbound_per_ip: int = 50  # of those, from one source address
 
 
 @dataclass(frozen=True)
@@ -293,6 +302,12 @@ class _Reader:
             raise self.error(name, f"{what} greater than 0, got {value!r}")
         return value
 
+    def non_negative(self, name: str, kind: type, default: Any, what: str) -> Any:
+        value = self.get(name, kind, default, what)
+        if value < 0:
+            raise self.error(name, f"{what} of 0 or more, got {value!r}")
+        return value
+
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
         value = self.get(name, str, default, "one of " + ", ".join(map(repr, choices)))
         if value not in choices:
@@ -367,6 +382,13 @@ def _server(r: _Reader) -> ServerConfig:
         tls_port=_port(r, "tls_port", 0) if "tls_port" in r.table else None,
         tls_cert=r.get("tls_cert", str, d.tls_cert, "a PEM certificate file path"),
         tls_key=r.get("tls_key", str, d.tls_key, "a PEM private key file path"),
+        bind_fail_delay=r.non_negative("bind_fail_delay", float, d.bind_fail_delay, "seconds"),
+        bind_fail_delay_max=r.non_negative("bind_fail_delay_max", float, d.bind_fail_delay_max, "seconds"),
+        bind_lockout_after=r.non_negative("bind_lockout_after", int, d.bind_lockout_after, "an integer"),
+        bind_lockout_seconds=r.non_negative("bind_lockout_seconds", float, d.bind_lockout_seconds, "seconds"),
+        max_connections=r.non_negative("max_connections", int, d.max_connections, "an integer"),
+        max_unbound=r.non_negative("max_unbound", int, d.max_unbound, "an integer"),
+        max_unbound_per_ip=r.non_negative("max_unbound_per_ip", int, d.max_unbound_per_ip, "an integer"),
     )
     if cfg.tls_port is not None:
         for name in ("tls_cert", "tls_key"):

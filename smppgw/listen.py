@@ -17,7 +17,10 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
-BACKLOG = 50  # Twisted's default for listenTCP
+# Connections the kernel completes before we accept them. Twisted's default of 50 overflows when
+# many ESMEs reconnect at once (after a restart) or a flood arrives: the client's SYN is dropped
+# and sent again a second later. The kernel caps it at net.core.somaxconn (4096 on Debian 12).
+BACKLOG = 1024
 
 
 class _SharedPort(tcp.Port):

@@ -157,6 +157,18 @@ class Metrics:
             LATENCY_BUCKETS,
             r,
         )
+        self.connections_refused = Counter(
+            "smppgw_connections_refused",
+            "SMPP connections closed at once by a flood cap, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.bind_guard = Counter(
+            "smppgw_bind_guard",
+            "Failed binds of one source address answered late or refused (credential guessing), by action",
+            ["action"],
+            registry=r,
+        )
         self.bound_sessions = Gauge(
             "smppgw_bound_sessions",
             "Bound SMPP sessions by account and bind type",

@@ -24,7 +24,9 @@ from smppgw.gateway.core import Gateway
 from smppgw.gateway.outbox import LOST, TIMEOUT, Answer
 from smppgw.logs import event
 from smppgw.metrics import Metrics
+from smppgw.server.guard import BindGuard
 from smppgw.server.pdus import data_sm_resp, deliver_sm_bytes, deliver_sms_for, fits_one, label_of, resp_with
+from smppgw.server.sessions import Sessions
 from smppgw.server.throttle import Throttles
 from smppgw.smpp.codec import (
     HEADER,
@@ -82,14 +84,18 @@ class SmppSession(Protocol):
         metrics: Metrics,
         clock: IReactorTime,
         *,
-        sessions: set[SmppSession] | None = None,
+        sessions: Sessions | None = None,
         throttles: Throttles | None = None,
+        guard: BindGuard | None = None,
     ) -> None:
-        """`sessions`: the listener's set of open sessions, which this one joins while connected;
-        `throttles`: the per-account buckets shared by the account's sessions (a session made
-        without them, as in unit tests, keeps buckets of its own)."""
+        """`sessions`: the listener's open sessions, which this one joins while connected (and
+        tells when it binds); `throttles`: the per-account buckets shared by the account's
+        sessions (a session made without them, as in unit tests, keeps buckets of its own);
+        `guard`: the listener's count of failed binds per source address (None: binds are not
+        slowed)."""
         self.gateway, self.config, self.metrics, self.clock = gateway, config, metrics, clock
         self._sessions = sessions
+        self._guard = guard
         self._throttles = throttles if throttles is not None else Throttles()
         self.framer = Framer(config.max_pdu_length)
         self.state = State.OPEN
@@ -97,6 +103,7 @@ class SmppSession(Protocol):
         self._account: Account | None = None
         self.interface_version = 0x34
         self.peer = ""
+        self.peer_host = ""  # the source address alone (flood caps, bind guard)
         self._seq = 0
         self._pending: dict[int, tuple[float, int, Answer | None]] = {}  # seq -> (sent at, command, answer)
         self._deliveries = 0  # deliver_sm among _pending
@@ -120,10 +127,11 @@ class SmppSession(Protocol):
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()  # type: ignore[union-attr]
-        self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        self.peer_host = str(getattr(peer, "host", "?"))
+        self.peer = f"{self.peer_host}:{getattr(peer, 'port', '?')}"
         self._opened = self._last_rx = self.clock.seconds()
         if self._sessions is not None:
-            self._sessions.add(self)
+            self._sessions.add(self, self.peer_host)
         self._arm()
         event(log, "connected", peer=self.peer)
 
@@ -218,8 +226,13 @@ class SmppSession(Protocol):
         if self._binding:
             self._send(response_for(pdu, Status.ESME_RALYBND))  # the first bind is still being checked
             return
-        self._binding = True
         system_id: str = pdu.system_id  # type: ignore[attr-defined]
+        if self._guard is not None and self._guard.locked(self.peer_host, self.clock.seconds()):
+            # password guessing from this address: refused unread until its lockout ends
+            self.metrics.child(self.metrics.bind_guard, "refused_locked").inc()
+            self._send(response_for(pdu, Status.ESME_RBINDFAIL))
+            return
+        self._binding = True
         self.gateway.authenticate(
             system_id,
             pdu.password,  # type: ignore[attr-defined]
@@ -234,16 +247,12 @@ class SmppSession(Protocol):
                 self.gateway.release_bind(system_id, self._member)  # gone while the store counted it
             return
         if isinstance(result, int):
-            event(
-                log,
-                "bind_refused",
-                logging.WARNING,
-                peer=self.peer,
-                system_id=system_id,
-                status=Status(result).name,
-            )
-            self._send(response_for(pdu, result))
+            self._bind_refused(pdu, system_id, result)
             return
+        if self._guard is not None:
+            self._guard.succeeded(self.peer_host)
+        if self._sessions is not None:
+            self._sessions.bound(self)
         self.interface_version = pdu.interface_version  # type: ignore[attr-defined]
         tlvs = ((Tag.SC_INTERFACE_VERSION, b"\x34"),) if self.interface_version >= 0x34 else ()
         self.state = BIND_STATE[pdu.command_id]
@@ -261,6 +270,44 @@ class SmppSession(Protocol):
             interface_version=hex(self.interface_version),
         )
         self.gateway.session_bound(self, receives_deliveries(self.state))
+
+    def _bind_refused(self, pdu: Pdu, system_id: str, status: int) -> None:
+        event(
+            log,
+            "bind_refused",
+            logging.WARNING,
+            peer=self.peer,
+            system_id=system_id,
+            status=Status(status).name,
+        )
+        delay = 0.0
+        if self._guard is not None and status in (Status.ESME_RINVPASWD, Status.ESME_RINVSYSID):
+            delay, locked = self._guard.failed(self.peer_host, self.clock.seconds())
+            if locked:
+                self.metrics.child(self.metrics.bind_guard, "locked_out").inc()
+                event(
+                    log,
+                    "bind_locked_out",
+                    logging.WARNING,
+                    peer=self.peer_host,
+                    system_id=system_id,
+                    failures=self._guard.lockout_after,
+                    seconds=self._guard.lockout_for,
+                )
+            elif delay > 0:
+                self.metrics.child(self.metrics.bind_guard, "delayed").inc()
+        resp = response_for(pdu, status)
+        if delay <= 0:
+            self._send(resp)
+            return
+        self._binding = True  # a bind meanwhile gets ESME_RALYBND, as while one is checked
+
+        def answer() -> None:
+            self._binding = False
+            if self.state is not State.CLOSED:
+                self._send(resp)
+
+        self.clock.callLater(delay, answer)
 
     def _on_request(self, pdu: Pdu) -> None:
         cid = pdu.command_id

@@ -20,6 +20,7 @@ from smppgw.metrics import Metrics
 from smppgw.providers.simulator import Simulator
 from smppgw.server.pdus import deliver_sm_bytes, deliver_sm_for, fits_one
 from smppgw.server.protocol import SmppSession
+from smppgw.server.sessions import Sessions
 from smppgw.server.throttle import Throttles
 from smppgw.smpp.codec import Framer, decode, encode
 from smppgw.smpp.concat import concat_info, make_udh, sms_capacity, split_user_data
@@ -64,7 +65,7 @@ class Harness:
             self.config.server,
             self.metrics,
             self.clock,
-            sessions=set(),
+            sessions=Sessions(),
             throttles=self.throttles,
         )
         transport = StringTransport()
