@@ -74,6 +74,14 @@ class _StoreCollector:
             "Final messages removed after keep_final",
             value=self.store.purged,
         )
+        failed = getattr(self.store, "failed_commits", None)  # SQLite: the disk refused a commit
+        if failed is not None:
+            yield CounterMetricFamily(
+                "smppgw_store_commit_failures",
+                "Store commits the disk refused (full, read-only, I/O error); state changes are kept"
+                " and written again, new messages refused",
+                value=failed,
+            )
         lease = getattr(self.store, "lease", None)  # a store shared by several processes
         if lease is not None:
             yield CounterMetricFamily(

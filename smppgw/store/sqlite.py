@@ -65,6 +65,8 @@ sqlite3.register_adapter(type(None), {}.get)  # {}.get(None) is None: a C call
 sqlite3.register_adapter(bytes, bytes)  # bytes(b) is b for a bytes object
 
 FINAL_MIN = 2  # message_state values >= 2 are final
+HELD_RETRY = 1.0  # seconds between tries of a commit the disk refused (full, read-only, I/O error)
+FAILED_LOG_EVERY = 30.0  # seconds between error lines while it keeps refusing
 SCHEMA_VERSION = 2  # 1: the first format (no user_version, receipts in the outbox table)
 
 _MSG_COLS = [f.name for f in fields(MessageRecord)]
@@ -193,7 +195,14 @@ class SqliteStore:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._failed: BaseException | None = None
+        self._failed: BaseException | None = None  # the last commit's error, until one succeeds
+        # State changes of a failed commit (disk full, read-only, I/O error), kept in order with
+        # their callbacks and committed again until the disk takes them: nothing acked is lost.
+        # New messages of a failed commit are refused instead (their ESME sends them again).
+        self._held: list[tuple[Sequence[Op], Done, int]] = []
+        self.failed_commits = 0  # for the metrics
+        self._failed_logged = 0.0
+        self._delivered: list[OutboxRecord] = []
         self._purge_from = 0  # rowid the next purge scan starts after
         self.batches = 0  # commits made, for tests and metrics
         self.ops_written = 0
@@ -291,10 +300,18 @@ class SqliteStore:
         conn = self._conn
         get, get_nowait, max_batch = self._queue.get, self._queue.get_nowait, self._max_batch
         while True:
-            item = get()
+            if self._held:  # a failed commit waits for the disk: try it again each second
+                try:
+                    item = self._queue.get(timeout=HELD_RETRY)
+                except queue.Empty:
+                    self._commit(conn, [], [], 0, [], [])
+                    continue
+            else:
+                item = get()
             # one pass over what is queued: every op in order, every write's callback, reads
             ops: list[Op] = []
             dones: list[Done] = []
+            writes: list[tuple[Sequence[Op], Done, int]] = []
             reads: list[tuple[Any, ...]] = []
             high = 0
             stop = False
@@ -308,6 +325,7 @@ class SqliteStore:
                 else:
                     ops += head
                     dones.append(item[1])
+                    writes.append(item)
                     if item[2] > high:
                         high = item[2]
                 if len(ops) + len(reads) >= max_batch:
@@ -317,7 +335,7 @@ class SqliteStore:
                 except queue.Empty:
                     break
             if dones or reads:
-                self._commit(conn, ops, dones, high, reads)
+                self._commit(conn, ops, dones, high, reads, writes)
             if stop:
                 return
 
@@ -328,28 +346,91 @@ class SqliteStore:
         dones: list[Done],
         high: int,
         reads: list[tuple[Any, ...]],
+        writes: list[tuple[Sequence[Op], Done, int]],
     ) -> None:
         error: BaseException | None = None
         delivered: list[OutboxRecord] = []
+        if self._held and not self._commit_held(conn):
+            # the disk still refuses: new messages are refused without a try, state changes wait
+            fresh = self._hold(writes)
+            answers = [self._read(conn, item) for item in reads]
+            self._call_in_loop(_run_callbacks, fresh, self._failed, answers, [], self._sink)
+            return
         if dones:
             try:
-                conn.execute("BEGIN")
-                delivered = _apply_all(conn, ops, time.time())
-                if high:
-                    conn.execute(_HIGH_ID, (str(high),))
-                conn.execute("COMMIT")
-                self.batches += 1
-                self.ops_written += len(ops)
-            except Exception as e:  # the whole batch failed: every caller hears of it
+                self._apply(conn, ops, high)
+                delivered = self._delivered
+                self._failed = None
+            except sqlite3.OperationalError as e:  # the disk: full, read-only, I/O error, locked
+                self._commit_failed(e, len(ops))
+                error = e
+                dones = self._hold(writes)  # refused: the new messages; kept: the state changes
+            except Exception as e:  # the batch itself (a constraint): every writer hears of it
                 log.error("event=store_commit_failed error=%r ops=%d", e, len(ops))
                 error = e
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                delivered = []
         answers = [self._read(conn, item) for item in reads]
         self._call_in_loop(_run_callbacks, dones, error, answers, delivered, self._sink)
+
+    def _apply(self, conn: sqlite3.Connection, ops: Sequence[Op], high: int) -> None:
+        """One transaction, or none of it (rolled back, and the error raised)."""
+        try:
+            conn.execute("BEGIN")
+            self._delivered = _apply_all(conn, list(ops), time.time())
+            if high:
+                conn.execute(_HIGH_ID, (str(high),))
+            conn.execute("COMMIT")
+        except Exception:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+        self.batches += 1
+        self.ops_written += len(ops)
+
+    def _hold(self, writes: list[tuple[Sequence[Op], Done, int]]) -> list[Done]:
+        """Keep the state-change writes for a later commit; the callbacks of writes with a new
+        message, which are refused, are returned."""
+        fresh: list[Done] = []
+        for w in writes:
+            if any(type(op) is InsertMessage for op in w[0]):
+                fresh.append(w[1])
+            else:
+                self._held.append(w)
+        return fresh
+
+    def _commit_held(self, conn: sqlite3.Connection) -> bool:
+        held = self._held
+        ops = [op for w in held for op in w[0]]
+        try:
+            self._apply(conn, ops, max(w[2] for w in held))
+        except sqlite3.OperationalError as e:
+            self._commit_failed(e, len(ops))
+            return False
+        except Exception as e:  # not the disk: these writes will never go in, say so to them
+            log.error("event=store_commit_failed error=%r ops=%d held=%d", e, len(ops), len(held))
+            self._held, self._failed = [], None
+            self._call_in_loop(_run_callbacks, [w[1] for w in held], e, [], [], self._sink)
+            return True
+        self._held = []
+        log.warning("event=store_writing_again writes=%d ops=%d", len(held), len(ops))
+        self._failed = None
+        self._call_in_loop(_run_callbacks, [w[1] for w in held], None, [], self._delivered, self._sink)
+        return True
+
+    def _commit_failed(self, error: BaseException, ops: int) -> None:
+        self.failed_commits += 1
+        now = time.monotonic()
+        if self._failed is None or now - self._failed_logged >= FAILED_LOG_EVERY:
+            log.error(
+                "event=store_commit_failed error=%r ops=%d held=%d path=%s",
+                error,
+                ops,
+                len(self._held),
+                self.path,
+            )
+            self._failed_logged = now
+        self._failed = error
 
     def _read(
         self, conn: sqlite3.Connection, item: tuple[Any, ...]
