@@ -54,13 +54,20 @@ def test_ten_sigkills_under_load_lose_no_acked_message_and_duplicate_no_receipt(
     rng = random.Random(7)
     acked: list[str] = []
     sent = [0]
+    loaded = 0  # kills that came while a load was under way
     for _ in range(KILLS):
         proc = start(config, smpp)
         stop = threading.Event()
         load = threading.Thread(target=_load, args=(smpp, acked, sent, stop))
         load.start()
         try:
-            deadline = time.monotonic() + rng.uniform(0.3, 0.8)
+            # kill once the load is under way (a first wave sent), at a random moment after
+            before = sent[0]
+            end = time.monotonic() + 20
+            while sent[0] == before and time.monotonic() < end and load.is_alive():
+                load.join(timeout=0.01)
+            loaded += sent[0] > before
+            deadline = time.monotonic() + rng.uniform(0.1, 0.6)
             while time.monotonic() < deadline and load.is_alive():
                 load.join(timeout=0.05)
             os.kill(proc.pid, signal.SIGKILL)
@@ -70,7 +77,7 @@ def test_ten_sigkills_under_load_lose_no_acked_message_and_duplicate_no_receipt(
             load.join(timeout=20)
             if proc.poll() is None:
                 proc.kill()
-    assert len(acked) >= KILLS * 50, len(acked)  # there was load at every kill
+    assert loaded == KILLS and len(acked) >= KILLS * 50, (loaded, len(acked))  # load at every kill
 
     proc = start(config, smpp)
     try:
