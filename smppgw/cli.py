@@ -222,6 +222,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["bench", "soak"]:  # `smppgw bench soak --minutes N`
+        from smppgw.bench.soak import main as soak_main
+
+        return soak_main(argv[2:])
     if argv[:1] == ["bench"]:  # its own options (--count, --help…) go to the benchmark's parser
         from smppgw.bench.run import main as bench_main
 
