@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -37,3 +38,30 @@ class BenchRedis(RedisServer):
         assert self.proc is not None
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / TCK
+
+    def reset_stats(self) -> dict[str, int]:
+        """Zero INFO commandstats; the AOF's size now (bytes, 0 without AOF)."""
+        client = redis.Redis(port=self.port, socket_timeout=30)
+        client.config_resetstat()
+        size = int(client.info("persistence").get("aof_current_size", 0) or 0)
+        client.close()
+        return {"aof": size}
+
+    def breakdown(self, before: dict[str, int], messages: int) -> dict[str, Any]:
+        """Where redis-server's time went since reset_stats: per message, the calls and
+        microseconds of each command (scripts' inner commands included, as Redis counts them),
+        and the AOF bytes written."""
+        client = redis.Redis(port=self.port, socket_timeout=30)
+        stats = client.info("commandstats")
+        size = int(client.info("persistence").get("aof_current_size", 0) or 0)
+        client.close()
+        n = max(1, messages)
+        commands = {
+            name.removeprefix("cmdstat_"): {
+                "calls": round(v["calls"] / n, 2),
+                "us": round(v["usec"] / n, 2),
+            }
+            for name, v in sorted(stats.items(), key=lambda kv: -kv[1]["usec"])
+            if v["calls"]
+        }
+        return {"aof_bytes_per_msg": round((size - before["aof"]) / n, 1), "commands": commands}

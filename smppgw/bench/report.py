@@ -136,3 +136,18 @@ def scaling_table(rows: list[dict[str, Any]]) -> str:
         values = [r["ratio"][k] for k in RATIOS] + [r.get("cpu_bound_ratio")]
         lines.append(" | ".join([str(r["side"]), *("-" if v is None else f"{v:.3f}" for v in values)]))
     return "\n".join(lines)
+
+
+def redis_table(rows: list[dict[str, Any]], top: int = 8) -> str:
+    """Where redis-server's time went, per message, for each Redis row: the AOF bytes and the
+    commands that took most of its time (a script's own commands are counted inside it too)."""
+    lines = []
+    for r in rows:
+        b = r.get("redis")
+        if not b:
+            continue
+        head = f"{r['scenario']} [{side(r)}] redis-server per message: AOF {b['aof_bytes_per_msg']} bytes"
+        lines.append(head)
+        for name, v in list(b["commands"].items())[:top]:
+            lines.append(f"  {name:<12} {v['calls']:>6} calls {v['us']:>7} us")
+    return "\n".join(lines)

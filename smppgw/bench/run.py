@@ -378,6 +378,7 @@ def run_scenario(
         # the SQLite writer thread's share (the Redis store has no thread of its own)
         threads0 = server.threads() if server and name != "null" and store == "sqlite" else None
         redis0 = redis.cpu() if redis is not None and store == "redis" else None
+        stats0 = redis.reset_stats() if redis0 is not None else None  # type: ignore[union-attr]
         if name == "S4":
             row = asyncio.run(_idle(a, smpp, server))
         else:
@@ -389,6 +390,7 @@ def run_scenario(
             row["loadgen_cpu_s_per_1000"] = per_1000(own, st)
             if redis0 is not None:
                 row["redis_cpu_s_per_1000"] = per_1000(redis.cpu() - redis0, st)  # type: ignore[union-attr]
+                row["redis"] = redis.breakdown(stats0, st.acked)  # type: ignore[union-attr,arg-type]
             if rate:
                 row["offered_msg_s"] = round(rate, 1)
         if name != "null" and not a.target:
@@ -586,6 +588,10 @@ def main(argv: list[str] | None = None) -> int:
     if scaling:
         print()
         print(report.scaling_table(scaling))
+    breakdown = report.redis_table(rows)
+    if breakdown:
+        print()
+        print(breakdown)
     summary: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "results": rows,

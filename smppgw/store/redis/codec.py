@@ -27,7 +27,20 @@ _MSG = [(f.name, str(f.type)) for f in fields(MessageRecord)]
 _OUT = [(f.name, str(f.type)) for f in fields(OutboxRecord) if f.name not in ("short_message", "on_row")]
 _HEAD = ("key", "message_id", "on_row", "state")  # first in every entry (scripts.ENTRY_HEAD)
 _NO_DEFAULT = object()
-_MSG_DEFAULTS = [(f.name, _NO_DEFAULT if f.default is MISSING else f.default) for f in fields(MessageRecord)]
+# The columns that change while a message lives are hash fields of their own (the scripts read
+# and write them one by one); the others never change once stored (replace_sm excepted, which
+# writes them all again) and travel as one field `d`, a JSON list in _PACKED's order. Redis's
+# cost is per field and per byte it parses and appends to its AOF, so this halves both.
+MUTABLE = ("state", "provider", "provider_id", "err", "attempts", "done_at", "sent_at", "receipt",
+           "receipt_at", "receipt_to")  # fmt: skip
+_PACKED = [name for name, _ in _MSG if name not in MUTABLE]
+_MUTABLE_DEFAULTS = [
+    (f.name, _NO_DEFAULT if f.default is MISSING else f.default)
+    for f in fields(MessageRecord)
+    if f.name in MUTABLE
+]
+_KINDS = dict(_MSG)
+_ENTRY_PACKED = [name for name, _ in _OUT if name not in _HEAD]
 
 
 def _text(value: Any) -> str:
@@ -37,8 +50,8 @@ def _text(value: Any) -> str:
 
 
 def _parse(kind: str, raw: bytes | None) -> Any:
-    if raw is None:
-        return None
+    if raw is None or (raw == b"" and "None" in kind and not kind.startswith("str")):
+        return None  # an optional number the commit script wrote as "" (unset)
     if kind.startswith("int"):
         return int(raw)
     if kind.startswith("float"):
@@ -50,14 +63,23 @@ def _opt(value: float | None) -> str | None:
     return None if value is None else repr(value)
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 # -- messages ---------------------------------------------------------------------------------
 
 
+def packed(record: MessageRecord) -> str:
+    """The columns a message keeps from its submit on, as the one field `d`."""
+    return _dumps([getattr(record, name) for name in _PACKED])
+
+
 def message_fields(record: MessageRecord) -> list[str]:
-    """The hash fields of a new message: a column that is None or at its default value (no
-    provider id yet, no attempts, …) is left out, and reads back as that default."""
-    out: list[str] = []
-    for name, default in _MSG_DEFAULTS:
+    """The hash fields of a new message: `d`, and each changing column not at its default value
+    (no provider id yet, no attempts, …), which is left out and reads back as that default."""
+    out = ["d", packed(record)]
+    for name, default in _MUTABLE_DEFAULTS:
         value = getattr(record, name)
         if value is not None and value != default:
             out.append(name)
@@ -66,6 +88,20 @@ def message_fields(record: MessageRecord) -> list[str]:
 
 
 def message_from_hash(h: dict[bytes, bytes]) -> MessageRecord | None:
+    blob = h.get(b"d") if h else None
+    if blob is None:
+        return _message_from_columns(h)
+    values = dict(zip(_PACKED, json.loads(blob.decode("utf-8", "surrogatepass")), strict=True))
+    for name in MUTABLE:
+        raw = h.get(name.encode())
+        kind = _KINDS[name]
+        if raw is not None or "None" in kind:
+            values[name] = _parse(kind, raw)
+    return MessageRecord(**values)
+
+
+def _message_from_columns(h: dict[bytes, bytes]) -> MessageRecord | None:
+    """A message as stores before the packed field wrote it (every column a field)."""
     if not h or b"id" not in h:
         return None
     values = {}
@@ -79,33 +115,32 @@ def message_from_hash(h: dict[bytes, bytes]) -> MessageRecord | None:
 # -- deliver_sm in a stream ------------------------------------------------------------------
 
 
-def entry_fields(record: OutboxRecord) -> list[str]:
-    out = [
-        "key",
-        record.key,
-        "message_id",
-        record.message_id,
-        "on_row",
-        "1" if record.on_row else "0",
-        "state",
-        str(record.state),
-    ]
-    for name, _ in _OUT:
-        if name in _HEAD:
-            continue
-        value = getattr(record, name)
-        if value is not None:
-            out.append(name)
-            out.append(_text(value))
+def entry_blob(record: OutboxRecord) -> str:
+    """A deliver_sm's stream entry holds the four fields the scripts read (key, message_id,
+    on_row, state: the commit script writes them from its op) and `d`, this: the rest as a JSON
+    list ending with the short_message, "a" and its text when it is ASCII, else "x" and its bytes
+    in hex."""
     sm = record.short_message
-    if sm.isascii():
-        out += ["short_message", sm.decode("ascii")]
-    else:
-        out += ["short_message_hex", sm.hex()]
-    return out
+    tail = ["a", sm.decode("ascii")] if sm.isascii() else ["x", sm.hex()]
+    return _dumps([*(getattr(record, name) for name in _ENTRY_PACKED), *tail])
 
 
 def record_from_entry(f: dict[bytes, bytes]) -> OutboxRecord:
+    blob = f.get(b"d")
+    if blob is None:
+        return _record_from_columns(f)
+    *rest, how, text = json.loads(blob)
+    values: dict[str, Any] = dict(zip(_ENTRY_PACKED, rest, strict=True))
+    values["key"] = f[b"key"].decode()
+    values["message_id"] = f[b"message_id"].decode()
+    values["state"] = int(f[b"state"])
+    values["on_row"] = f.get(b"on_row") == b"1"
+    values["short_message"] = bytes.fromhex(text) if how == "x" else text.encode("ascii")
+    return OutboxRecord(**values)
+
+
+def _record_from_columns(f: dict[bytes, bytes]) -> OutboxRecord:
+    """An entry as stores before the packed field wrote it (every column a field)."""
     values: dict[str, Any] = {}
     for name, kind in _OUT:
         raw = f.get(name.encode())
@@ -171,7 +206,9 @@ def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int]:
             updates[op.record.id] = op.record  # type: ignore[union-attr]
         elif kind is AddOutbox:
             o = op.record  # type: ignore[union-attr]
-            adds.append(["A", o.account, o.key, o.message_id, "1" if o.on_row else "0", entry_fields(o)])
+            adds.append(
+                ["A", o.account, o.key, o.message_id, "1" if o.on_row else "0", str(o.state), entry_blob(o)]
+            )
         elif kind is RemoveOutbox:
             held = entries.pop(op.key, None)  # type: ignore[union-attr]
             if held is not None:
@@ -187,17 +224,7 @@ def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int]:
             events.append(["E", e.message_id, json.dumps(detail, default=str)])
         elif kind is ReplaceMessage:
             r = op.record  # type: ignore[union-attr]
-            replaces.append(
-                [
-                    "R",
-                    r.id,
-                    r.text,
-                    str(r.data_coding),
-                    str(r.registered_delivery),
-                    _opt(r.schedule_at),
-                    _opt(r.valid_until),
-                ]
-            )
+            replaces.append(["R", r.id, packed(r)])
         else:  # pragma: no cover - a programming error, not input
             raise TypeError(f"unknown store op {op!r}")
     out = inserts
@@ -217,5 +244,4 @@ def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int]:
             ]
         )
     out += replaces + adds + removes + dones + events
-    text = json.dumps(out, ensure_ascii=False, separators=(",", ":"))
-    return text.encode("utf-8", "surrogatepass"), len(out)
+    return _dumps(out).encode("utf-8", "surrogatepass"), len(out)

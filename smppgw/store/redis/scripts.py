@@ -2,14 +2,17 @@
 claim of a dead process's work or a bucket's refill is all or nothing, in one round trip.
 
 Key layout, under the configured prefix P (all readable with redis-cli):
-  P m:<id>        hash   a message: MessageRecord's columns (one at its default value may be left
-                         out), plus `node` (the process that owns it)
+  P m:<id>        hash   a message: `d`, the columns fixed at submit (JSON list, codec.py); the
+                         changing ones a field each (one at its default value may be left out,
+                         an unset time is ""); `node`: the process that owns it, the only one
+                         whose writes to it count
   P ev:<id>       list   the message's trail events (JSON), oldest first
-  P open:<node>   set    ids of the unfinished messages a process owns (it alone may update them)
+  P open:<node>   set    ids of the unfinished messages a process owns (what a taker-over takes)
   P pid:<provider>:<provider id>   string  our id, while the message waits for its final status
   P early:<provider>:<provider id> string  a report that came before its send answer (2 minutes)
   P done          zset   final messages whose receipt is settled, by done time (retention)
-  P rx:<account>  stream deliver_sm waiting for a receiver of the account (group "gw")
+  P rx:<account>  stream deliver_sm waiting for a receiver of the account (group "gw"): key,
+                         message_id, on_row, state, then `d` the rest (JSON list, codec.py)
   P rxs           set    accounts that have such a stream
   P rk:<key>      string an intermediate receipt or MO already added (a retried batch adds it once)
   P nodes         set    processes that own work; P node:<node> their heartbeat (expires)
@@ -37,7 +40,9 @@ local function drop_entry(P, stream, e, why, now, dropped, account)
     local key = P .. 'm:' .. mid
     if redis.call('EXISTS', key) == 1 then
       redis.call('HSET', key, 'receipt', '4', 'receipt_at', now, 'receipt_to', why)
-      redis.call('ZADD', P .. 'done', redis.call('HGET', key, 'done_at') or now, mid)
+      local d = redis.call('HGET', key, 'done_at')
+      if not d or d == '' then d = now end
+      redis.call('ZADD', P .. 'done', d, mid)
     end
   end
   dropped[#dropped + 1] = account
@@ -49,6 +54,12 @@ end
 
 # ARGV: prefix, node, now, max_per_account, pid_ttl_ms, ops (JSON), trail ttl ms. Returns {fenced ids, early
 # reports (JSON), dropped receipts as (account, message_id, state, why) quadruples}.
+#
+# Redis's cost is per command (and, with AOF, per command written), so a message costs one hash
+# write at submit, one at its final state, one stream entry and one hash write when its receipt
+# is settled; what many messages of the batch share goes at the end in one variadic command
+# each (open set, done set, acks and deletes of stream entries, the streams' length checks).
+# Ownership is the hash's `node` field, read with the old values an update needs.
 COMMIT = (
     _DROP_ENTRY
     + """
@@ -57,11 +68,23 @@ local maxper, pidttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local ops = cjson.decode(ARGV[6])
 local trailttl = tonumber(ARGV[7])
 local NULL = cjson.null
-local open = P .. 'open:' .. me
 local fenced, early, dropped, newly_owed = {}, {}, {}, {}
+local opened, closed, done, unpid = {}, {}, {}, {}
+local acks, added = {}, {}
 
-local function opt(key, field, v)
-  if v == NULL then redis.call('HDEL', key, field) else redis.call('HSET', key, field, v) end
+local function ack(stream, entry)
+  local t = acks[stream]
+  if not t then t = {}; acks[stream] = t end
+  t[#t + 1] = entry
+end
+
+local function each(head, list, step)  -- one variadic command per 1,000 items (of `step` args)
+  local n = 1000 * step
+  for i = 1, #list, n do
+    local args = {unpack(head)}
+    for j = i, math.min(#list, i + n - 1) do args[#args + 1] = list[j] end
+    redis.call(unpack(args))
+  end
 end
 
 for _, op in ipairs(ops) do
@@ -69,49 +92,45 @@ for _, op in ipairs(ops) do
   if kind == 'I' then
     local id = op[2]
     redis.call('HSET', P .. 'm:' .. id, 'node', me, unpack(op[4]))
-    if tonumber(op[3]) < 2 then redis.call('SADD', open, id) end
+    if tonumber(op[3]) < 2 then opened[#opened + 1] = id end
   elseif kind == 'U' then
     local id = op[2]
-    if redis.call('SISMEMBER', open, id) == 0 then
+    local key = P .. 'm:' .. id
+    local old = redis.call('HMGET', key, 'node', 'provider', 'provider_id', 'receipt')
+    if old[1] ~= me then
       fenced[#fenced + 1] = id
     else
-      local key = P .. 'm:' .. id
-      local old = redis.call('HMGET', key, 'provider', 'provider_id', 'receipt')
       local state, provider, pid, receipt = tonumber(op[3]), op[4], op[5], op[10]
+      local done_at, sent_at = op[8], op[9]
+      if done_at == NULL then done_at = '' end
+      if sent_at == NULL then sent_at = '' end
       redis.call('HSET', key, 'state', op[3], 'provider', provider, 'provider_id', pid,
-        'err', op[6], 'attempts', op[7], 'receipt', receipt)
-      opt(key, 'done_at', op[8])
-      opt(key, 'sent_at', op[9])
-      if state < 2 and pid ~= '' and provider ~= '' and (old[2] ~= pid or old[1] ~= provider) then
+        'err', op[6], 'attempts', op[7], 'receipt', receipt, 'done_at', done_at, 'sent_at', sent_at)
+      local had = old[3] and old[3] ~= '' and old[2]
+      if state < 2 and pid ~= '' and provider ~= '' and (old[3] ~= pid or old[2] ~= provider) then
         redis.call('SET', P .. 'pid:' .. provider .. ':' .. pid, id, 'PX', pidttl)
-        local ek = P .. 'early:' .. provider .. ':' .. pid
-        local e = redis.call('GET', ek)
-        if e then
-          redis.call('DEL', ek)
-          early[#early + 1] = e
-        end
+        local e = redis.call('GETDEL', P .. 'early:' .. provider .. ':' .. pid)
+        if e then early[#early + 1] = e end
       end
       if state >= 2 then
-        redis.call('SREM', open, id)
-        if pid ~= '' then redis.call('DEL', P .. 'pid:' .. provider .. ':' .. pid) end
+        closed[#closed + 1] = id
+        if had then unpid[#unpid + 1] = P .. 'pid:' .. old[2] .. ':' .. old[3] end
         if receipt == '1' then
-          if old[3] ~= '1' then newly_owed[id] = true end
+          if old[4] ~= '1' then newly_owed[id] = true end
         else
-          local done = op[8]
-          if done == NULL then done = now end
-          redis.call('ZADD', P .. 'done', done, id)
+          if done_at == '' then done_at = now end
+          done[#done + 1] = done_at
+          done[#done + 1] = id
         end
       end
     end
   elseif kind == 'R' then
     local id = op[2]
-    if redis.call('SISMEMBER', open, id) == 0 then
+    local key = P .. 'm:' .. id
+    if redis.call('HGET', key, 'node') ~= me then
       fenced[#fenced + 1] = id
     else
-      local key = P .. 'm:' .. id
-      redis.call('HSET', key, 'text', op[3], 'data_coding', op[4], 'registered_delivery', op[5])
-      opt(key, 'schedule_at', op[6])
-      opt(key, 'valid_until', op[7])
+      redis.call('HSET', key, 'd', op[3])
     end
   elseif kind == 'A' then
     local account, rkey, mid, on_row = op[2], op[3], op[4], op[5]
@@ -122,37 +141,49 @@ for _, op in ipairs(ops) do
       add = redis.call('SET', P .. 'rk:' .. rkey, '1', 'NX', 'PX', 86400000)
     end
     if add then
-      local stream = P .. 'rx:' .. account
-      redis.call('XADD', stream, '*', unpack(op[6]))
-      if redis.call('SADD', P .. 'rxs', account) == 1 then
-        redis.pcall('XGROUP', 'CREATE', stream, 'gw', '0', 'MKSTREAM')
-      end
-      local n = redis.call('XLEN', stream)
-      if n > maxper then
-        for _, e in ipairs(redis.call('XRANGE', stream, '-', '+', 'COUNT', n - maxper)) do
-          drop_entry(P, stream, e, 'overflow', now, dropped, account)
-        end
-      end
+      redis.call('XADD', P .. 'rx:' .. account, '*', 'key', rkey, 'message_id', mid, 'on_row', on_row,
+        'state', op[6], 'd', op[7])
+      added[account] = true
     end
   elseif kind == 'X' then
-    local stream = P .. 'rx:' .. op[2]
-    redis.call('XACK', stream, 'gw', op[3])
-    redis.call('XDEL', stream, op[3])
+    ack(P .. 'rx:' .. op[2], op[3])
   elseif kind == 'D' then
     local key = P .. 'm:' .. op[2]
-    if redis.call('EXISTS', key) == 1 then
+    local h = redis.call('HMGET', key, 'node', 'done_at')
+    if h[1] then
       redis.call('HSET', key, 'receipt', op[3], 'receipt_at', op[4], 'receipt_to', op[5])
-      redis.call('ZADD', P .. 'done', redis.call('HGET', key, 'done_at') or op[4], op[2])
+      local d = h[2]
+      if not d or d == '' then d = op[4] end
+      done[#done + 1] = d
+      done[#done + 1] = op[2]
     end
-    if op[7] ~= '' then
-      local stream = P .. 'rx:' .. op[6]
-      redis.call('XACK', stream, 'gw', op[7])
-      redis.call('XDEL', stream, op[7])
-    end
+    if op[7] ~= '' then ack(P .. 'rx:' .. op[6], op[7]) end
   elseif kind == 'E' then
     local key = P .. 'ev:' .. op[2]
     redis.call('RPUSH', key, op[3])
     redis.call('PEXPIRE', key, trailttl)  -- retention removes it with its message; this, if not
+  end
+end
+
+local open = P .. 'open:' .. me
+each({'SADD', open}, opened, 1)
+each({'SREM', open}, closed, 1)
+each({'ZADD', P .. 'done'}, done, 2)
+each({'DEL'}, unpid, 1)
+for stream, entries in pairs(acks) do
+  each({'XACK', stream, 'gw'}, entries, 1)
+  each({'XDEL', stream}, entries, 1)
+end
+for account in pairs(added) do
+  local stream = P .. 'rx:' .. account
+  if redis.call('SADD', P .. 'rxs', account) == 1 then
+    redis.pcall('XGROUP', 'CREATE', stream, 'gw', '0', 'MKSTREAM')
+  end
+  local n = redis.call('XLEN', stream)
+  if n > maxper then
+    for _, e in ipairs(redis.call('XRANGE', stream, '-', '+', 'COUNT', n - maxper)) do
+      drop_entry(P, stream, e, 'overflow', now, dropped, account)
+    end
   end
 end
 return {fenced, early, dropped}
@@ -343,14 +374,19 @@ return dropped
 PURGE = """
 local P, before, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local ids = redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', '(' .. before, 'LIMIT', 0, limit)
-local n = 0
+if #ids == 0 then return 0 end
+local keys = {}
 for _, id in ipairs(ids) do
-  if redis.call('ZREM', P .. 'done', id) == 1 then
-    redis.call('DEL', P .. 'm:' .. id, P .. 'ev:' .. id)
-    n = n + 1
-  end
+  keys[#keys + 1] = P .. 'm:' .. id
+  keys[#keys + 1] = P .. 'ev:' .. id
 end
-return n
+for i = 1, #ids, 1000 do
+  redis.call('ZREM', P .. 'done', unpack(ids, i, math.min(#ids, i + 999)))
+end
+for i = 1, #keys, 1000 do
+  redis.call('DEL', unpack(keys, i, math.min(#keys, i + 999)))
+end
+return #ids
 """
 
 ALL = {
