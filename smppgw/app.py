@@ -16,7 +16,7 @@ from smppgw.admin.live import LiveView
 from smppgw.aio import as_deferred
 from smppgw.config import Config, ReloadRefused
 from smppgw.gateway.core import Gateway
-from smppgw.listen import listen
+from smppgw.listen import adopt_handoff, listen
 from smppgw.logs import event
 from smppgw.metrics import Metrics, StateGauges
 from smppgw.providers.build import build_provider
@@ -97,9 +97,14 @@ class _StoreCollector:
 
 
 class App:
-    def __init__(self, config: Config, reactor: Any, worker: int | None = None) -> None:
-        """`worker`: this process's number among the workers of `serve --workers` (None: alone)."""
-        self.reactor, self.worker = reactor, worker
+    def __init__(
+        self, config: Config, reactor: Any, worker: int | None = None, handoff_fd: int | None = None
+    ) -> None:
+        """`worker`: this process's number among the workers of `serve --workers` (None: alone);
+        `handoff_fd`: the Unix socket on which that parent hands this worker its SMPP connections
+        (None: this process listens on the SMPP ports itself)."""
+        self.reactor, self.worker, self.handoff_fd = reactor, worker, handoff_fd
+        self.handoff: Any = None
         self.metrics = Metrics()
         self.store = make_store(config, reactor)
         self.metrics.registry.register(_StoreCollector(self.store))
@@ -135,14 +140,20 @@ class App:
         self.gateway.start()
         c, reactor = self.config, self.reactor
         shared = self.worker is not None  # `serve --workers`: every worker listens on these ports
-        self.smpp_port = listen(reactor, c.server.host, c.server.port, self.factory, shared=shared)
+        tls = None
         if c.server.tls_port is not None:  # SMPP over TLS: its own port, the same sessions and accounts
             from smppgw.server.tls import server_options  # needs pyOpenSSL: imported only when used
 
             tls = server_options(c.server.tls_cert, c.server.tls_key)
-            self.tls_port = listen(
-                reactor, c.server.host, c.server.tls_port, self.factory, shared=shared, tls=tls
-            )
+        if self.handoff_fd is not None:  # the parent accepts on the SMPP ports and hands them over
+            factories = {"smpp": self.factory} | ({"smpp_tls": self.factory} if tls is not None else {})
+            self.handoff = adopt_handoff(reactor, self.handoff_fd, factories, tls)
+        else:
+            self.smpp_port = listen(reactor, c.server.host, c.server.port, self.factory, shared=shared)
+            if tls is not None:
+                self.tls_port = listen(
+                    reactor, c.server.host, c.server.tls_port, self.factory, shared=shared, tls=tls
+                )
         self.http_port = listen(reactor, c.http.host, c.http.port, self.site, shared=shared)
         if self.worker is not None and c.http.worker_ports_from is not None:
             own = c.http.worker_ports_from + self.worker  # this worker's alone: its own /metrics
@@ -154,8 +165,8 @@ class App:
         event(
             log,
             "listening",
-            smpp=f"{c.server.host}:{self.smpp_port.getHost().port}",
-            smpp_tls=f"{c.server.host}:{self.tls_port.getHost().port}" if self.tls_port else "-",
+            smpp=self._smpp_where(self.smpp_port, c.server.port),
+            smpp_tls=self._smpp_where(self.tls_port, c.server.tls_port) if tls is not None else "-",
             http=f"{c.http.host}:{self.http_port.getHost().port}",
             worker_http=(
                 f"{c.http.host}:{self.worker_http_port.getHost().port}" if self.worker_http_port else "-"
@@ -163,6 +174,11 @@ class App:
             admin=self._admin_where(),
             config=c.source,
         )
+
+    def _smpp_where(self, port: IListeningPort | None, configured: int | None) -> str:
+        if port is None:
+            return f"{self.config.server.host}:{configured} (accepted by the parent)"
+        return f"{self.config.server.host}:{port.getHost().port}"  # type: ignore[attr-defined]
 
     def _admin_where(self) -> str:
         c = self.config
@@ -188,6 +204,8 @@ class App:
         for port in ports:
             if port is not None:
                 yield port.stopListening()
+        if self.handoff is not None:
+            self.handoff.closed = True  # what the parent still hands over is closed at once
         self.factory.unbind_all()
         waited = 0.0
         while self.factory.sessions and waited < grace:

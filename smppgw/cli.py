@@ -47,7 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logs.setup(config.log.level, config.log.format)
     globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
     try:
-        app = App(config, reactor, worker=args.worker)
+        app = App(config, reactor, worker=args.worker, handoff_fd=args.handoff_fd)
         app.start()
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
@@ -75,7 +75,7 @@ def _supervise(args: argparse.Namespace) -> int:
     from smppgw.config import ConfigError
     from smppgw.logs import event
     from smppgw.providers.build import load_checked
-    from smppgw.workers import Supervisor, log, refusal, worker_command
+    from smppgw.workers import Supervisor, log, refusal, smpp_ports, worker_command
 
     try:
         config, _ = load_checked(args.config, Clock())
@@ -95,7 +95,13 @@ def _supervise(args: argparse.Namespace) -> int:
             http=f"{config.http.host}:{config.http.port}",
             hint="each scrape reaches one worker at random; set [http] worker_ports_from",
         )
-    return Supervisor(args.workers, lambda i, fd: worker_command(args.config, i, fd)).run()
+    try:
+        ports = smpp_ports(config)  # the parent accepts here and hands each connection on in turn
+    except OSError as e:
+        print(f"cannot start: {e}", file=sys.stderr)
+        return 1
+    command = lambda i, fd, handoff: worker_command(args.config, i, fd, handoff)  # noqa: E731
+    return Supervisor(args.workers, command, ports=ports).run()
 
 
 GC_YOUNG_THRESHOLD = 50_000
@@ -190,10 +196,11 @@ def parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         metavar="N",
-        help="run N gateway processes sharing the ports (SO_REUSEPORT) and the Redis store",
+        help="run N gateway processes sharing the Redis store; SMPP connections go to each in turn",
     )
     s.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the parent of --workers
     s.add_argument("--parent-fd", type=int, help=argparse.SUPPRESS)
+    s.add_argument("--handoff-fd", type=int, help=argparse.SUPPRESS)  # the parent's SMPP connections
     s.set_defaults(func=cmd_serve)
     c = sub.add_parser("check-config", help="validate a config file; exit 2 naming file, key and expectation")
     c.add_argument("config", help="TOML config file")

@@ -2,10 +2,13 @@
 
 The parent process runs no gateway: it checks the config, starts N workers (each a fresh
 interpreter, `python -m smppgw serve --config FILE --worker I`: forking a process that has a
-reactor and threads is unsafe), and watches them. Every worker listens on the same SMPP (and
-TLS, HTTP, admin) ports with SO_REUSEPORT, so the kernel spreads connections over them; they
-share the Redis store, so they behave as one gateway exactly as several machines do. Worker i
-also serves the HTTP site alone on `[http] worker_ports_from` + i (its own /metrics).
+reactor and threads is unsafe), and watches them. The parent listens on the SMPP (and SMPP
+TLS) ports itself and hands each connection it accepts to the next ready worker in turn, over a
+Unix socket per worker (smppgw/listen.py): the kernel's SO_REUSEPORT hash puts a few long-lived
+ESME connections unevenly, and one worker with 3 of 4 sessions is the whole group's limit. The
+HTTP and admin ports are shared with SO_REUSEPORT (short requests: the hash spreads them well).
+The workers share the Redis store, so they behave as one gateway exactly as several machines
+do. Worker i also serves the HTTP site alone on `[http] worker_ports_from` + i (its /metrics).
 
 The parent forwards SIGTERM/SIGINT (every worker drains; the parent exits 0 once all did) and
 SIGHUP (every worker reloads). A reload a worker was asked for over the admin API reaches one
@@ -26,6 +29,7 @@ import logging
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smppgw.config import Config
+from smppgw.listen import BACKLOG, HANDOFF_TAGS
 from smppgw.logs import event
 
 log = logging.getLogger("smppgw.workers")
@@ -79,6 +84,20 @@ def worker_config(config: Config, worker: int) -> Config:
         return config  # the default name (host name + pid) is already one per process
     store = dataclasses.replace(config.store, node=f"{config.store.node}-{worker}")
     return dataclasses.replace(config, store=store)
+
+
+def smpp_ports(config: Config) -> list[tuple[bytes, socket.socket]]:
+    """The parent's listening sockets for the SMPP ports (tagged as HANDOFF_TAGS), non-blocking.
+    Raises OSError (a port in use) before any worker starts."""
+    c = config.server
+    wanted = [("smpp", c.port)] + ([("smpp_tls", c.tls_port)] if c.tls_port is not None else [])
+    out = []
+    for name, port in wanted:
+        family = socket.AF_INET6 if ":" in c.host else socket.AF_INET
+        sock = socket.create_server((c.host, port), family=family, backlog=BACKLOG)
+        sock.setblocking(False)
+        out.append((HANDOFF_TAGS[name], sock))
+    return out
 
 
 # -- the worker's side ------------------------------------------------------------------------
@@ -136,6 +155,8 @@ class Slot:
     index: int
     proc: subprocess.Popen[bytes] | None = None
     pipe: int | None = None  # read end of the worker's ParentLink
+    channel: socket.socket | None = None  # the parent's end of the worker's handoff socket
+    handed: int = 0  # connections handed to it
     buffer: bytes = b""
     started_at: float = 0.0
     ready: bool = False
@@ -159,19 +180,10 @@ def _child_setup(parent: int) -> Callable[[], None]:
     return setup
 
 
-def worker_command(config_path: str, index: int, ready_fd: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "smppgw",
-        "serve",
-        "--config",
-        config_path,
-        "--worker",
-        str(index),
-        "--parent-fd",
-        str(ready_fd),
-    ]
+def worker_command(config_path: str, index: int, ready_fd: int, handoff_fd: int | None = None) -> list[str]:
+    argv = [sys.executable, "-m", "smppgw", "serve", "--config", config_path]
+    argv += ["--worker", str(index), "--parent-fd", str(ready_fd)]
+    return argv + (["--handoff-fd", str(handoff_fd)] if handoff_fd is not None else [])
 
 
 @dataclass
@@ -180,10 +192,11 @@ class Supervisor:
     exit status."""
 
     workers: int
-    command: Callable[[int, int], list[str]]  # (worker index, pipe fd) -> argv
+    command: Callable[[int, int, int | None], list[str]]  # (worker index, pipe fd, handoff fd) -> argv
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     stop_timeout: float = STOP_TIMEOUT
     clock: Callable[[], float] = time.monotonic
+    ports: list[tuple[bytes, socket.socket]] = field(default_factory=list)  # accepted here, handed on
     slots: list[Slot] = field(init=False)
     status: int = field(init=False, default=0)
     stopping_since: float | None = field(init=False, default=None)
@@ -193,6 +206,9 @@ class Supervisor:
         self.slots = [Slot(i) for i in range(self.workers)]
         self._signals: list[int] = []
         self._selector = selectors.DefaultSelector()
+        self._accepting = False
+        self._turn = 0  # the slot that gets the next connection
+        self.refused = 0  # connections closed for want of a ready worker
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -212,10 +228,13 @@ class Supervisor:
                 for key, _ in self._selector.select(self._timeout()):
                     if key.data is None:
                         _drain(wake_r)
+                    elif isinstance(key.data, bytes):
+                        self._accept(key.fileobj, key.data)  # type: ignore[arg-type]
                     else:
                         self._read(key.data)
                 self._handle_signals()
                 self._reap()
+                self._listen_while_ready()
                 if self.stopping_since is not None:
                     if not any(s.proc for s in self.slots):
                         event(log, "workers_stopped", status=self.status)
@@ -231,6 +250,10 @@ class Supervisor:
             self._selector.close()
             os.close(wake_r)
             os.close(wake_w)
+            for _, sock in self.ports:
+                sock.close()
+            for slot in self.slots:
+                self._close_channel(slot)
 
     def _timeout(self) -> float | None:
         now = self.clock()
@@ -253,19 +276,77 @@ class Supervisor:
                 event(log, "workers_reload", reason="SIGHUP")
                 self._send_all(signal.SIGHUP)
 
+    # -- connections -----------------------------------------------------------------------
+
+    def _listen_while_ready(self) -> None:
+        """Accept on the SMPP ports while some worker can take a connection; otherwise leave
+        them in the kernel's backlog (a restart of every worker: ESMEs wait, none is refused)."""
+        want = self.stopping_since is None and any(s.ready and s.channel for s in self.slots)
+        if want == self._accepting or not self.ports:
+            return
+        for tag, sock in self.ports:
+            if want:
+                self._selector.register(sock, selectors.EVENT_READ, tag)
+            else:
+                self._selector.unregister(sock)
+        self._accepting = want
+
+    def _accept(self, sock: socket.socket, tag: bytes) -> None:
+        for _ in range(64):  # a burst of reconnects: a few loop turns, other events between
+            try:
+                conn, _addr = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # out of descriptors, a reset before accept: the next one may pass
+                log.warning("event=accept_failed error=%r", e)
+                return
+            with conn:
+                self._hand_over(conn, tag)
+
+    def _hand_over(self, conn: socket.socket, tag: bytes) -> None:
+        """To the next ready worker in turn; past one whose socket is full or gone."""
+        n = len(self.slots)
+        for step in range(n):
+            slot = self.slots[(self._turn + step) % n]
+            if not (slot.ready and slot.channel):
+                continue
+            try:
+                socket.send_fds(slot.channel, [tag], [conn.fileno()])
+            except OSError:
+                continue
+            slot.handed += 1
+            self._turn = (self._turn + step + 1) % n
+            return
+        self.refused += 1
+        if self.refused == 1 or self.refused % 100 == 0:
+            event(log, "connection_not_handed", logging.WARNING, refused=self.refused)
+
+    def _close_channel(self, slot: Slot) -> None:
+        if slot.channel is not None:
+            slot.channel.close()
+            slot.channel = None
+
     # -- workers ---------------------------------------------------------------------------
 
     def _start(self, slot: Slot) -> None:
         r, w = os.pipe()
+        theirs: socket.socket | None = None
+        if self.ports:
+            self._close_channel(slot)
+            slot.channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            slot.channel.setblocking(False)
+        fds = (w,) if theirs is None else (w, theirs.fileno())
         try:
             slot.proc = subprocess.Popen(
-                self.command(slot.index, w),
-                pass_fds=(w,),
+                self.command(slot.index, w, None if theirs is None else theirs.fileno()),
+                pass_fds=fds,
                 process_group=0,  # the terminal's Ctrl-C reaches the parent, which stops them in order
                 preexec_fn=_child_setup(os.getpid()),
             )
         finally:
             os.close(w)
+            if theirs is not None:
+                theirs.close()
         slot.pipe, slot.buffer = r, b""
         slot.started_at, slot.ready, slot.restart_at = self.clock(), False, None
         slot.reload_pending = False  # it reads the file now
@@ -307,7 +388,8 @@ class Supervisor:
             if slot.proc is None or slot.proc.poll() is None:
                 continue
             code, pid = slot.proc.returncode, slot.proc.pid
-            slot.proc = None
+            slot.proc, slot.ready = None, False
+            self._close_channel(slot)  # what it had not yet taken goes with it
             if slot.pipe is not None:  # what it said before it went ("ready" included)
                 while slot.pipe is not None:
                     self._read(slot)

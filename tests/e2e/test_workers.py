@@ -185,6 +185,36 @@ def test_two_workers_share_the_smpp_port_and_every_receipt_comes_back(tmp_path, 
         assert group.stop() == 0, group.text()[-3000:]
 
 
+def test_connections_go_to_the_workers_in_turn_and_past_one_that_is_down(tmp_path, redis_store_config):
+    """The parent accepts and hands each connection to the next ready worker: 6 ESMEs on 2
+    workers are 3 and 3, alternating (the kernel's SO_REUSEPORT hash gave no such promise); with
+    one worker killed, every new connection goes to the other, and none is refused."""
+    group = Workers(tmp_path, redis_store_config)
+    esmes: list[Esme] = []
+    try:
+        group.wait_ready()
+        esmes += [connect(group.smpp, kind="transmitter") for _ in range(6)]
+        where = [group.worker_of(e) for e in esmes]
+        assert sorted(where) == [0, 0, 0, 1, 1, 1] and where[0] != where[1], where
+        assert all(where[i] != where[i + 1] for i in range(5)), where
+        (victim,) = group.ready_pids(1)
+        os.kill(victim, signal.SIGKILL)
+        died = f"event=worker_died worker=1 pid={victim}"
+        wait_until(lambda: died in group.text(), what="worker 1's death")
+        late = [connect(group.smpp, kind="transmitter") for _ in range(4)]
+        esmes += late
+        on_0 = group.peers(0)  # (worker 1's own port is down with it)
+        assert all(f"127.0.0.1:{e.client._socket.getsockname()[1]}" in on_0 for e in late)
+        for e in late:
+            e.submit(rd=0)
+        assert all(e.pump(lambda e=e: len(e.resps) == 1, timeout=10) for e in late)
+        assert [e.resps[0].status for e in late] == [0] * 4
+    finally:
+        for e in esmes:
+            e.close()
+        assert group.stop() == 0, group.text()[-3000:]
+
+
 SUBMITS_TAKEN = 'smppgw_pdus_total{command="submit_sm",direction="in",status="ESME_ROK"}'
 
 

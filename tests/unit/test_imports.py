@@ -27,7 +27,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "gateway": {"config", "providers", "store", "smpp", "aio", "logs", "metrics", "tokens"},
     "server": {"config", "gateway", "store", "smpp", "logs", "metrics", "tokens"},
     "web": {"config", "gateway", "providers", "store", "smpp", "logs", "metrics"},
-    "workers": {"config", "logs"},
+    "workers": {"config", "listen", "logs"},
     "admin": {"config", "gateway", "providers", "server", "web", "workers", "aio", "logs", "metrics"},
     "app": {"admin", "config", "gateway", "providers", "server", "store", "web", "aio", "listen", "logs"}
     | {"metrics"},

@@ -222,7 +222,7 @@ SUPERVISOR = textwrap.dedent("""
     from smppgw.workers import RestartPolicy, Supervisor
     out, n = sys.argv[1], int(sys.argv[2])
     logs.setup("info", "kv")
-    command = lambda i, fd: [sys.executable, out + "/worker.py", str(i), str(fd), out]
+    command = lambda i, fd, _handoff: [sys.executable, out + "/worker.py", str(i), str(fd), out]
     policy = RestartPolicy(first_delay=0.01, max_delay=0.05, stable_after=5.0, max_quick_deaths=3)
     sys.exit(Supervisor(n, command, policy, stop_timeout=10).run())
 """)
