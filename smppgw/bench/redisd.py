@@ -19,7 +19,11 @@ class BenchRedis(RedisServer):
     def __init__(self, directory: Path, aof: str = "no") -> None:
         if aof not in AOF:
             raise ValueError(f"aof: one of {AOF}, got {aof!r}")
-        super().__init__(directory, appendonly=aof != "no", fsync=aof if aof != "no" else "everysec")
+        # no automatic AOF rewrite: it would restart the file mid-run and spoil its bytes per message
+        extra = ("--auto-aof-rewrite-percentage", "0") if aof != "no" else ()
+        super().__init__(
+            directory, appendonly=aof != "no", fsync=aof if aof != "no" else "everysec", extra=extra
+        )
 
     def start(self) -> BenchRedis:
         try:
