@@ -373,6 +373,7 @@ async def test_retention_removes_settled_final_messages_with_their_trail(keys):
         assert await purge(9999.0, 10) == (1, False)
         r = raw(url)
         assert [r.exists(f"{p}m:{m.id}") for m in ms] == [0, 0, 0, 1]
+        assert r.zscore(f"{p}done", ms[3].id) > 9999.0  # passed over: to the back of the set
         assert not r.exists(f"{p}ev:{ms[0].id}")
         assert store.purged == 3
         await close(store)

@@ -10,7 +10,8 @@ Key layout, under the configured prefix P (all readable with redis-cli):
   P open:<node>   set    ids of the unfinished messages a process owns (what a taker-over takes)
   P pid:<provider>:<provider id>   string  our id, while the message waits for its final status
   P early:<provider>:<provider id> string  a report that came before its send answer (2 minutes)
-  P done          zset   final messages whose receipt is settled, by done time (retention)
+  P done          zset   final messages by done time (retention; passed over while their
+                         receipt is owed)
   P rx:<account>  stream deliver_sm waiting for a receiver of the account (group "gw"): key,
                          message_id, on_row, state, then `d` the rest (JSON list, codec.py)
   P rxs           set    accounts that have such a stream
@@ -38,11 +39,8 @@ local function drop_entry(P, stream, e, why, now, dropped, account)
   local mid, on_row, state = f[4], f[6], f[8]
   if on_row == '1' then
     local key = P .. 'm:' .. mid
-    if redis.call('EXISTS', key) == 1 then
+    if redis.call('EXISTS', key) == 1 then  -- (in the done set since its final state)
       redis.call('HSET', key, 'receipt', '4', 'receipt_at', now, 'receipt_to', why)
-      local d = redis.call('HGET', key, 'done_at')
-      if not d or d == '' then d = now end
-      redis.call('ZADD', P .. 'done', d, mid)
     end
   end
   dropped[#dropped + 1] = account
@@ -56,9 +54,10 @@ end
 # reports (JSON), dropped receipts as (account, message_id, state, why) quadruples}.
 #
 # Redis's cost is per command (and, with AOF, per command written), so a message costs one hash
-# write at submit, one at its final state, one stream entry and one hash write when its receipt
-# is settled; what many messages of the batch share goes at the end in one variadic command
-# each (open set, done set, acks and deletes of stream entries, the streams' length checks).
+# write at submit, one read and one write at its final state, one stream entry and one hash
+# write when its receipt is settled; what many messages of the batch share goes at the end in
+# one variadic command each (open set, done set, acks and deletes of stream entries, the
+# streams' length checks).
 # Ownership is the hash's `node` field, read with the old values an update needs.
 COMMIT = (
     _DROP_ENTRY
@@ -115,13 +114,10 @@ for _, op in ipairs(ops) do
       if state >= 2 then
         closed[#closed + 1] = id
         if had then unpid[#unpid + 1] = P .. 'pid:' .. old[2] .. ':' .. old[3] end
-        if receipt == '1' then
-          if old[4] ~= '1' then newly_owed[id] = true end
-        else
-          if done_at == '' then done_at = now end
-          done[#done + 1] = done_at
-          done[#done + 1] = id
-        end
+        if receipt == '1' and old[4] ~= '1' then newly_owed[id] = true end
+        if done_at == '' then done_at = now end
+        done[#done + 1] = done_at  -- (retention passes over it while its receipt is owed)
+        done[#done + 1] = id
       end
     end
   elseif kind == 'R' then
@@ -149,13 +145,10 @@ for _, op in ipairs(ops) do
     ack(P .. 'rx:' .. op[2], op[3])
   elseif kind == 'D' then
     local key = P .. 'm:' .. op[2]
-    local h = redis.call('HMGET', key, 'node', 'done_at')
-    if h[1] then
-      redis.call('HSET', key, 'receipt', op[3], 'receipt_at', op[4], 'receipt_to', op[5])
-      local d = h[2]
-      if not d or d == '' then d = op[4] end
-      done[#done + 1] = d
-      done[#done + 1] = op[2]
+    -- one write, no read: a message with a receipt owed has its `receipt` field (and is not
+    -- purged while it is owed), so three new fields mean it was gone: take them out again
+    if redis.call('HSET', key, 'receipt', op[3], 'receipt_at', op[4], 'receipt_to', op[5]) == 3 then
+      redis.call('DEL', key)
     end
     if op[7] ~= '' then ack(P .. 'rx:' .. op[6], op[7]) end
   elseif kind == 'E' then
@@ -369,24 +362,36 @@ return dropped
 """
 )
 
-# ARGV: prefix, before (epoch s), limit. Removes final messages done before `before` (their
-# receipt settled) with their trail; returns how many.
+# ARGV: prefix, before (epoch s), limit. Removes final messages done before `before` whose
+# receipt is settled, with their trail; one whose receipt is still owed goes to the back of the
+# set (scored now), so that it does not hold up the others. Returns {removed, looked at}.
 PURGE = """
 local P, before, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local ids = redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', '(' .. before, 'LIMIT', 0, limit)
-if #ids == 0 then return 0 end
-local keys = {}
+if #ids == 0 then return {0, 0} end
+local t = redis.call('TIME')
+local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+local doomed, keys, owed = {}, {}, {}
 for _, id in ipairs(ids) do
-  keys[#keys + 1] = P .. 'm:' .. id
-  keys[#keys + 1] = P .. 'ev:' .. id
+  if redis.call('HGET', P .. 'm:' .. id, 'receipt') == '1' then
+    owed[#owed + 1] = now
+    owed[#owed + 1] = id
+  else
+    doomed[#doomed + 1] = id
+    keys[#keys + 1] = P .. 'm:' .. id
+    keys[#keys + 1] = P .. 'ev:' .. id
+  end
 end
-for i = 1, #ids, 1000 do
-  redis.call('ZREM', P .. 'done', unpack(ids, i, math.min(#ids, i + 999)))
+for i = 1, #doomed, 1000 do
+  redis.call('ZREM', P .. 'done', unpack(doomed, i, math.min(#doomed, i + 999)))
 end
 for i = 1, #keys, 1000 do
   redis.call('DEL', unpack(keys, i, math.min(#keys, i + 999)))
 end
-return #ids
+for i = 1, #owed, 1000 do
+  redis.call('ZADD', P .. 'done', 'XX', unpack(owed, i, math.min(#owed, i + 999)))
+end
+return {#doomed, #ids}
 """
 
 ALL = {

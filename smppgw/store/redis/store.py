@@ -218,14 +218,13 @@ class RedisStore(Commits):
     def purge(self, before: float, limit: int, done: Callable[[int, bool], None]) -> None:
         async def run() -> None:
             try:
-                n = int(await self.script("purge", [self.prefix, repr(before), limit]))
+                n, seen = map(int, await self.script("purge", [self.prefix, repr(before), limit]))
             except Exception as e:
                 log.error("event=store_purge_failed error=%r", e)
-                n = 0
                 done(0, False)
                 return
             self.purged += n
-            done(n, n >= limit)
+            done(n, seen >= limit)
 
         start(run())
 
