@@ -10,6 +10,7 @@ COLUMNS = [
     "scenario",
     "gateway",
     "store",
+    "workers",
     "acked",
     "receipts",
     "submit_msg_s",

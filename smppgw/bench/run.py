@@ -213,8 +213,27 @@ class Server:
         wait_listening(port, self.proc)
 
     def cpu(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TCK
+        """Its CPU seconds, and its children's (the workers of `serve --workers`)."""
+        return sum(_cpu(pid) for pid in [self.proc.pid, *self.children()])
+
+    def children(self) -> list[int]:
+        try:
+            text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        except OSError:
+            return []
+        return [int(p) for p in text.split()]
+
+    def wait_children(self, n: int, http: int, timeout: float = 30.0) -> None:
+        """`serve --workers n`: until each of its n workers listens on the HTTP port, which a
+        worker does once its store is open (the parent listens on the SMPP port before them)."""
+        end = time.monotonic() + timeout
+        while True:
+            kids = self.children()
+            if len(kids) >= n and all(_listens(pid, http) for pid in kids):
+                return
+            if time.monotonic() > end:
+                raise SystemExit(f"bench: {n} workers did not start within {timeout:g} s")
+            time.sleep(0.1)  # polling another process
 
     def threads(self) -> dict[int, tuple[str, float]]:
         return thread_cpu(self.proc.pid)
@@ -232,6 +251,33 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def _cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TCK
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process `pid` holds a listening TCP socket on `port` (from /proc, as ss does)."""
+    try:
+        mine = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    except OSError:
+        return False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            here = int(cols[1].rsplit(":", 1)[1], 16)
+            if cols[3] == "0A" and here == port and f"socket:[{cols[9]}]" in mine:  # 0A: LISTEN
+                return True
+    return False
 
 
 def pct(values: list[float], p: float) -> float | None:
@@ -323,9 +369,11 @@ def run_scenario(
     rate: float | None = None,
     store: str = "sqlite",
     redis: BenchRedis | None = None,
+    workers: int = 0,
 ) -> dict[str, Any]:
     """One run of scenario `name` against gateway `gw` (the current checkout's by default), on
-    `store` (`redis`: the bench's redis-server, emptied first)."""
+    `store` (`redis`: the bench's redis-server, emptied first); `workers`: as `serve --workers`
+    (its CPU is the parent's and the workers' together)."""
     gw = gw or revs.current()
     smpp, http = free_port(), free_port()
     fake: Server | None = None
@@ -372,7 +420,11 @@ def run_scenario(
             redis.flush()
             store_body = redis_store(redis.url, f"bench-{run_dir.name}:")
         cfg = gateway_config(run_dir, smpp, http, a.durability, provider, gw_window, store_body)
-        server = Server(["-m", "smppgw", "serve", "--config", str(cfg)], smpp, gw.python, gw.root)
+        argv = ["-m", "smppgw", "serve", "--config", str(cfg)]
+        argv += ["--workers", str(workers)] if workers else []
+        server = Server(argv, smpp, gw.python, gw.root)
+        if workers:
+            server.wait_children(workers, http)
     try:
         cpu0 = server.cpu() if server else 0.0
         # the SQLite writer thread's share (the Redis store has no thread of its own)
@@ -527,6 +579,11 @@ def main(argv: list[str] | None = None) -> int:
         default="no",
         help="the bench's redis-server: no AOF (default), or appendonly with appendfsync everysec/always",
     )
+    p.add_argument(
+        "--workers",
+        default="0",
+        help="Redis runs as `serve --workers N` (a comma list runs each in turn; 0: one plain process)",
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a scenario may take at most")
     p.add_argument("--target", help="host:port of a running gateway instead of starting one")
     p.add_argument(
@@ -545,6 +602,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown scenario(s) {unknown}; choose from {', '.join(ALL)}")
     if a.repeat < 1:
         p.error("--repeat must be at least 1")
+    try:
+        a.workers = [int(w) for w in a.workers.split(",") if w]
+    except ValueError:
+        p.error(f"--workers: numbers, comma-separated, got {a.workers!r}")
+    if not a.workers or any(w < 0 for w in a.workers):
+        p.error("--workers: 0 or more")
     against = [r for item in a.against for r in item.split(",") if r]
     if against and a.target:
         p.error("--against starts the gateways itself: not with --target")
@@ -620,26 +683,30 @@ def _scenario_rows(
     within each repeat, so that drift on a shared machine hits every side alike; one row per
     side (the median with --repeat)."""
     if name == "null" or a.target:
-        sides = [(gateways[0], "sqlite", 0)]
+        sides = [(gateways[0], "sqlite", 0, 0)]
     elif name == "S6":
-        sides = [(gw, "redis", nodes) for gw in gateways for nodes in (1, 2)]
-    else:
-        sides = [(gw, store, 0) for gw in gateways for store in stores]
-    several = len(stores) > 1 and name not in ("null", "S6")
-    mine: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+        sides = [(gw, "redis", nodes, 0) for gw in gateways for nodes in (1, 2)]
+    else:  # --workers: the Redis store's runs once per count of `serve --workers N`
+        counts = {store: a.workers if store == "redis" else [0] for store in stores}
+        sides = [(gw, store, 0, w) for gw in gateways for store in stores for w in counts[store]]
+    several = len(sides) > len(gateways) and name not in ("null", "S6")
+    mine: dict[tuple[str, str, int, int], list[dict[str, Any]]] = {}
     for i in range(a.repeat):
-        for gw, store, nodes in sides:
+        for gw, store, nodes, workers in sides:
             if nodes:
                 assert redis is not None
                 row = run_s6(nodes, a, workdir, gw, redis, rate)
             else:
-                row = run_scenario(name, a, workdir, gw, rate, store, redis)
+                row = run_scenario(name, a, workdir, gw, rate, store, redis, workers)
             label = f"{gw.label} {store}" if several else gw.label
+            if workers:
+                label += f" x{workers}"
+                row["workers"] = workers
             if name != "null" and not a.target:
                 row["side"] = label
             row["run"] = i + 1
             runs.append(row)
-            mine.setdefault((gw.label, store, nodes), []).append(row)
+            mine.setdefault((gw.label, store, nodes, workers), []).append(row)
             what = row["scenario"] if nodes else name
             print(f"{what} [{label}] run {i + 1}/{a.repeat}: done", file=sys.stderr, flush=True)
     return [report.median_row(r) if a.repeat > 1 else r[0] for r in mine.values()]
