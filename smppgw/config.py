@@ -12,7 +12,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
@@ -172,6 +172,8 @@ class StoreConfig:
     node: str = ""  # this process's name among those sharing the store; "": host name + pid
     wait_replicas: int = 0  # replicas that must have each commit (WAIT) before it counts
     wait_timeout: float = 1.0  # seconds WAIT may take
+    cluster: bool = False  # a Redis Cluster (also: a redis+cluster:// URL); keys split in partitions
+    partitions: int = 12  # cluster only: message partitions (hash tags), fixed for a cluster's life
 
     @property
     def where(self) -> str:
@@ -447,7 +449,8 @@ def _admin(r: _Reader) -> AdminConfig:
 
 
 _SQLITE_ONLY = ("path", "durability")
-_REDIS_ONLY = ("url", "key_prefix", "claim_after", "node", "wait_replicas", "wait_timeout")
+_REDIS_ONLY = ("url", "key_prefix", "claim_after", "node", "wait_replicas", "wait_timeout", "cluster",
+               "partitions")  # fmt: skip
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 CLAIM_AFTER_MIN = 3.0  # heartbeats go out every second; a few must be missed before a claim
 
@@ -472,7 +475,11 @@ def _store(r: _Reader) -> StoreConfig:
         node=r.get("node", str, d.node, "a name"),
         wait_replicas=r.get("wait_replicas", int, d.wait_replicas, "a number of replicas (0: no WAIT)"),
         wait_timeout=r.positive("wait_timeout", float, d.wait_timeout, "seconds"),
+        cluster=r.get("cluster", bool, d.cluster, "true or false"),
+        partitions=r.positive("partitions", int, d.partitions, "a number of partitions"),
     )
+    if kind == "redis" and urlsplit(cfg.url).scheme.endswith("+cluster"):
+        cfg = replace(cfg, cluster=True)
     if kind == "redis":
         _check_redis(r, cfg)
     r.finish()
@@ -482,8 +489,12 @@ def _store(r: _Reader) -> StoreConfig:
 def _check_redis(r: _Reader, cfg: StoreConfig) -> None:
     url = urlsplit(cfg.url)
     shown = "a URL with a password (hidden)" if url.password else repr(cfg.url)
-    if url.scheme not in ("redis", "rediss", "unix"):
-        raise r.error("url", f"redis://host:port/db, rediss://… or unix:///path (required), got {shown}")
+    if url.scheme not in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
+        raise r.error(
+            "url",
+            "redis://host:port/db, rediss://…, redis+cluster://host:port or unix:///path (required), "
+            f"got {shown}",
+        )
     try:
         port = url.port
     except ValueError:
@@ -502,6 +513,18 @@ def _check_redis(r: _Reader, cfg: StoreConfig) -> None:
         raise r.error("node", f"1-64 letters, digits, '.', '_' or '-', got {cfg.node!r}")
     if cfg.wait_replicas < 0:
         raise r.error("wait_replicas", f"0 or more, got {cfg.wait_replicas}")
+    if cfg.cluster:
+        if url.scheme == "unix":
+            raise r.error("url", "a host and port of one cluster node with cluster = true, got a unix socket")
+        if db and db != "0":
+            raise r.error("url", f"database 0 on a Redis Cluster (it has no others), got {shown}")
+        if "{" in cfg.key_prefix or "}" in cfg.key_prefix:
+            raise r.error(
+                "key_prefix",
+                f"no braces on a Redis Cluster (the store adds hash tags), got {cfg.key_prefix!r}",
+            )
+        if not 1 < cfg.partitions <= 1024:
+            raise r.error("partitions", f"2 to 1024 on a Redis Cluster, got {cfg.partitions}")
 
 
 def _receipts(r: _Reader) -> ReceiptConfig:

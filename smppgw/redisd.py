@@ -88,3 +88,100 @@ class RedisServer:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class RedisClusterServers:
+    """A Redis Cluster of our own on loopback: `primaries` redis-servers with
+    `--cluster-enabled yes`, `replicas` replicas of each, joined by `redis-cli --cluster create`
+    (the slots split evenly). A primary may be SIGKILLed and its replica promoted."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        primaries: int = 3,
+        replicas: int = 0,
+        appendonly: bool = False,
+        fsync: str = "everysec",
+        node_timeout_ms: int = 1000,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        self.dir = Path(directory)
+        self.primaries, self.replicas = primaries, replicas
+        cluster = ("--cluster-enabled", "yes", "--cluster-node-timeout", str(node_timeout_ms),
+                   "--cluster-require-full-coverage", "no")  # fmt: skip
+        self.servers = [
+            RedisServer(
+                self.dir / f"n{i}",
+                appendonly=appendonly,
+                fsync=fsync,
+                extra=cluster
+                + ("--cluster-config-file", str(self.dir / f"n{i}" / "nodes.conf"))
+                + ("--cluster-port", str(free_port()))  # (else port + 10000, maybe out of range)
+                + extra,
+            )
+            for i in range(primaries * (1 + replicas))
+        ]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.servers[0].port}/0"
+
+    @property
+    def ports(self) -> list[int]:
+        return [s.port for s in self.servers]
+
+    def start(self) -> RedisClusterServers:
+        for s in self.servers:
+            s.start()
+        cli = shutil.which("redis-cli") or "redis-cli"
+        addresses = [f"127.0.0.1:{s.port}" for s in self.servers]
+        create = [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas),
+                  "--cluster-yes"]  # fmt: skip
+        done = subprocess.run(create, capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            self.stop()
+            raise RuntimeError(
+                f"redis-cli --cluster create failed: {done.stdout[-1500:]}{done.stderr[-500:]}"
+            )
+        self.wait_ok()
+        return self
+
+    def cluster_info(self, port: int) -> dict[str, str]:
+        out = subprocess.run(["redis-cli", "-p", str(port), "cluster", "info"], capture_output=True,
+                             text=True, timeout=10).stdout  # fmt: skip
+        return dict(line.strip().split(":", 1) for line in out.splitlines() if ":" in line)
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Until every live node says cluster_state:ok (the slots are served) and every replica
+        follows its primary."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            live = [s for s in self.servers if s.proc is not None and s.proc.poll() is None]
+            if all(self.cluster_info(s.port).get("cluster_state") == "ok" for s in live) and all(
+                self._linked(s.port) for s in live if self.role_of(s.port) == "slave"
+            ):
+                return
+            time.sleep(0.1)  # waiting for the cluster's own gossip, not a timer under test
+        raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+
+    def _linked(self, port: int) -> bool:
+        """A replica has done its first sync and follows its primary (else WAIT counts it out)."""
+        out = subprocess.run(["redis-cli", "-p", str(port), "info", "replication"], capture_output=True,
+                             text=True, timeout=10).stdout  # fmt: skip
+        return "master_link_status:up" in out
+
+    def role_of(self, port: int) -> str:
+        out = subprocess.run(["redis-cli", "-p", str(port), "role"], capture_output=True, text=True,
+                             timeout=10).stdout  # fmt: skip
+        return out.split("\n", 1)[0].strip()
+
+    def master_of(self, port: int) -> int | None:
+        """The port of the primary a replica follows (None for a primary)."""
+        out = subprocess.run(["redis-cli", "-p", str(port), "role"], capture_output=True, text=True,
+                             timeout=10).stdout.split()  # fmt: skip
+        return int(out[2]) if out and out[0] == "slave" else None
+
+    def stop(self) -> None:
+        for s in self.servers:
+            s.stop()

@@ -2,7 +2,8 @@
 TCP with smpplib: a receiver bound to another process than the transmitter gets every receipt
 once; a provider's webhook may reach any process; a process killed with SIGKILL mid-load has its
 work finished by another; Redis killed and restarted (AOF) loses nothing acknowledged; bind
-limits and an account's throughput hold for all processes together."""
+limits and an account's throughput hold for all processes together. The tests taking the
+`store` fixture run twice: on one Redis and on a three-shard Redis Cluster (issue 16)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ import smpplib.consts
 from smppgw.fakes import fake_class
 from tests.e2e.harness import bind_status, connect, receipt_fields
 from tests.e2e.nodes import Node
-from tests.redisd import RedisServer, prefix
+from tests.redisd import RedisServer
 
 
 @pytest.fixture
-def store(redis_server):
-    return {"type": "redis", "url": redis_server, "key_prefix": prefix(), "claim_after": 3}
+def store(shared_store):
+    return shared_store  # each test on one Redis and on a Redis Cluster
 
 
 @pytest.fixture

@@ -117,12 +117,12 @@ async def test_a_batch_applied_twice_adds_its_receipts_once(keys):
         store, _ = make_store(url, p, "n1", attach=False)
         m = message(3)
         await_ops = [InsertMessage(m)]
-        part = _Part([(await_ops, lambda e: None)], {})
+        part = _Part([(await_ops, lambda e: None)], {}, store.keys)
         await store._apply([part, None])
         m.state, m.done_at, m.receipt = 2, 1500.0, RECEIPT_OWED
         enroute = message(4, state=1)
         ops = [UpdateMessage(m), AddOutbox(receipt(m)), AddOutbox(receipt(enroute, on_row=False))]
-        part = _Part([(ops, lambda e: None)], {})
+        part = _Part([(ops, lambda e: None)], {}, store.keys)
         await store._apply([part, None])
         await store._apply([part, None])  # the answer was lost: the same bytes again
         assert raw(url).xlen(f"{p}rx:demo") == 2
@@ -206,7 +206,7 @@ async def test_a_process_taken_for_dead_learns_it_and_starts_anew(keys):
         await write(a, [InsertMessage(message(1))])
         r = raw(url)
         r.delete(f"{p}node:a")
-        assert await b.script("claim", [p, "b", "a"]) == [b"0000000001"]
+        assert await b.lease.claim("a") == ["0000000001"]
         await a.lease._beat()  # a reaches Redis again
         a.sink = _sink_of(sink_a)
         await a.lease._beat()
@@ -225,7 +225,7 @@ async def test_fenced_process_drops_its_work(keys):
         a.sink = _sink_of(sink_a)
         r = raw(url)
         r.delete(f"{p}node:a")
-        await b.script("claim", [p, "b", "a"])
+        await b.lease.claim("a")
         await a.lease._beat()
         assert sink_a.fenced_count == 1 and a.lease.may_send()
         await close(a, b)

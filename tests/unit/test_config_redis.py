@@ -49,12 +49,45 @@ def test_redis_url_may_come_from_the_environment_and_its_password_is_never_shown
         ('type = "redis"\nurl = "redis://h"\npath = "x.db"\n', "store.path", "belongs to the other"),
         ('url = "redis://h"\n', "store.url", 'no url with type = "sqlite"'),
         ('type = "mongo"\n', "store.type", "'sqlite', 'redis'"),
+        ('type = "redis"\nurl = "redis+cluster://h:7000/1"\n', "store.url", "database 0"),
+        ('type = "redis"\nurl = "unix:///r.sock"\ncluster = true\n', "store.url", "unix socket"),
+        (
+            'type = "redis"\nurl = "redis://h"\ncluster = true\nkey_prefix = "{x}:"\n',
+            "store.key_prefix",
+            "no braces",
+        ),
+        (
+            'type = "redis"\nurl = "redis://h"\ncluster = true\npartitions = 1\n',
+            "store.partitions",
+            "2 to 1024",
+        ),
+        ('type = "redis"\nurl = "redis://h"\ncluster = "yes"\n', "store.cluster", "true or false"),
     ],
 )
 def test_bad_redis_store_settings_name_the_key(tmp_path, store, key, expected):
     with pytest.raises(cfg.ConfigError) as e:
         redis_config(tmp_path, store)
     assert f": {key}: expected" in str(e.value) and expected in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "url, cluster",
+    [
+        ("redis+cluster://10.0.0.5:7000", True),
+        ("rediss+cluster://10.0.0.5:7000/0", True),
+        ("redis://10.0.0.5:7000/0", False),
+    ],
+)
+def test_a_cluster_url_means_a_redis_cluster(tmp_path, url, cluster):
+    c = redis_config(tmp_path, f'type = "redis"\nurl = "{url}"\n').store
+    assert (c.cluster, c.partitions) == (cluster, 12)
+
+
+def test_cluster_true_with_a_plain_url_and_its_partitions(tmp_path):
+    c = redis_config(
+        tmp_path, 'type = "redis"\nurl = "redis://h:7000"\ncluster = true\npartitions = 24\n'
+    ).store
+    assert (c.cluster, c.partitions) == (True, 24)
 
 
 @pytest.mark.parametrize(

@@ -199,7 +199,7 @@ def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int]:
     In causal order, as the SQLite store applies them: new messages, their updates (one per
     message: an update writes the record's current columns), replaced contents, new deliver_sm,
     removed ones, settled receipts, trail events. `entries` maps a deliver_sm this process holds
-    to its stream entry (key -> (account, entry id)), for removals and settled receipts.
+    to its stream entry (key -> (account, entry id, partition)), for removals and settled receipts.
     """
     inserts: list[Any] = []
     updates: dict[str, MessageRecord] = {}
@@ -228,7 +228,7 @@ def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int]:
         elif kind is ReceiptDone:
             d: Any = op
             held = entries.pop(f"{d.message_id}/final", None)
-            account, entry = held if held is not None else ("", "")
+            account, entry = held[:2] if held is not None else ("", "")
             dones.append(["D", d.message_id, str(d.receipt), repr(d.at), d.to, account, entry])
         elif kind is AddEvent:
             e: Any = op

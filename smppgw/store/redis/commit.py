@@ -29,13 +29,25 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from smppgw.aio import start
 from smppgw.logs import event
-from smppgw.store.base import AddOutbox, Done, InsertMessage, Op, UpdateMessage
+from smppgw.store.base import (
+    AddEvent,
+    AddOutbox,
+    Done,
+    InsertMessage,
+    Op,
+    ReceiptDone,
+    RemoveOutbox,
+    ReplaceMessage,
+    UpdateMessage,
+)
 from smppgw.store.redis.codec import encode_ops, report_from_json
+from smppgw.store.redis.keys import Keys
 from smppgw.store.redis.scripts import ALL
+from smppgw.store.redis.shards import MOVING
 
 log = logging.getLogger("smppgw.store.redis")
 
-UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, *MOVING)
 # Refusals that pass (memory freed, a fail-over done, a script finished): kept and tried again.
 BUSY_ERRORS = (OutOfMemoryError, ReadOnlyError, MasterDownError, TryAgainError)
 BUSY_STATES = ("NOREPLICAS", "BUSY")  # refusals redis-py has no exception class for
@@ -54,14 +66,43 @@ def _fresh(ops: Sequence[Op]) -> bool:
     return False
 
 
+def _partition(op: Op, keys: Keys, entries: dict[str, Any]) -> int:
+    """The partition an op writes in: its message's (a removed deliver_sm: its entry's)."""
+    kind = type(op)
+    if kind is InsertMessage or kind is UpdateMessage or kind is ReplaceMessage:
+        return keys.of(op.record.id)  # type: ignore[union-attr]
+    if kind is AddOutbox:
+        return keys.of(op.record.message_id)  # type: ignore[union-attr]
+    if kind is RemoveOutbox:
+        held = entries.get(op.key)  # type: ignore[union-attr]
+        return held[2] if held is not None else 0
+    if kind is ReceiptDone or kind is AddEvent:
+        return keys.of(op.message_id)  # type: ignore[union-attr]
+    raise TypeError(f"unknown store op {op!r}")  # pragma: no cover - a programming error
+
+
 class _Part:
-    """The writes of one commit-script call, encoded once (a retry sends the same bytes)."""
+    """The writes of one commit: a script call per partition they touch (one on one Redis),
+    each encoded once (a retry sends the same bytes)."""
 
-    __slots__ = ("writes", "payload", "count", "inserted")
+    __slots__ = ("writes", "payloads", "count", "inserted")
 
-    def __init__(self, writes: list[tuple[Sequence[Op], Done]], entries: dict[str, Any]) -> None:
+    def __init__(self, writes: list[tuple[Sequence[Op], Done]], entries: dict[str, Any], keys: Keys) -> None:
         self.writes = writes
-        self.payload, self.count = encode_ops([op for ops, _ in writes for op in ops], time.time(), entries)
+        ops = [op for ops, _ in writes for op in ops]
+        now = time.time()
+        if keys.count == 1:
+            payload, self.count = encode_ops(ops, now, entries)
+            self.payloads = [(0, payload)]
+        else:
+            split: dict[int, list[Op]] = {}
+            for op in ops:
+                split.setdefault(_partition(op, keys, entries), []).append(op)
+            self.payloads, self.count = [], 0
+            for p, some in sorted(split.items()):
+                payload, n = encode_ops(some, now, entries)
+                self.payloads.append((p, payload))
+                self.count += n
         self.inserted = [
             op.record.id  # type: ignore[union-attr]
             for ops, _ in writes
@@ -81,6 +122,17 @@ def _answer(writes: list[tuple[Sequence[Op], Done]], error: BaseException | None
             log.exception("event=store_callback_failed")
 
 
+def _merged(replies: list[Any]) -> list[Any]:
+    """The partitions' answers as one: {fenced ids, early reports, dropped receipts}."""
+    if len(replies) == 1:
+        return list(replies[0])
+    out: list[list[Any]] = [[], [], []]
+    for r in replies:
+        for mine, theirs in zip(out, r, strict=True):
+            mine.extend(theirs)
+    return out
+
+
 class Commits:
     """Group commit; RedisStore provides the state it names (queue, kept, client, …)."""
 
@@ -97,6 +149,8 @@ class Commits:
     sink: Any
     feed: Any
     prefix: str
+    keys: Keys
+    shards: Any
     node: str
     max_batch: int
     max_per_account: int
@@ -136,9 +190,9 @@ class Commits:
                 count += len(ops)
             if self._queue:
                 self._take_followers(state_writes, fresh_writes)
-            entries = self.feed.held
-            state = _Part(state_writes, entries) if state_writes else None
-            fresh = _Part(fresh_writes, entries) if fresh_writes else None
+            entries, keys = self.feed.held, self.keys
+            state = _Part(state_writes, entries, keys) if state_writes else None
+            fresh = _Part(fresh_writes, entries, keys) if fresh_writes else None
         self._committing = True
         start(self._commit(state, fresh))
 
@@ -172,6 +226,7 @@ class Commits:
         except UNREACHABLE as e:
             self.up(False, e)
             errors = [StoreUnavailable(f"redis unreachable: {type(e).__name__}")] * 2
+            await self.shards.refresh()
         for i, r in enumerate(results):
             if isinstance(r, Exception):
                 results[i] = None
@@ -210,30 +265,36 @@ class Commits:
             self._after(result)
 
     async def _apply(self, parts: list[_Part | None]) -> list[Any]:
-        """One round trip: a commit-script call per part (and a WAIT); per-part results, a
-        script error as the exception in its place."""
+        """One round trip (per shard, all at once): a commit-script call per part and
+        partition, with a WAIT; per-part results (the partitions' merged), a script error as
+        the exception in its place."""
         assert self.scripts is not None
-        sha, now = self.scripts.shas["commit"], repr(time.time())
-        head = [self.prefix, self.node, now, self.max_per_account, self.pid_ttl_ms]
-        pipe = self.client.pipeline(transaction=False)
+        sha, now, keys = self.scripts.shas["commit"], repr(time.time()), self.keys
+        maxper = -(-self.max_per_account // keys.count)  # each partition holds its share
+        calls: list[tuple[str, list[Any]]] = []
         for part in parts:
-            if part is not None:
-                pipe.evalsha(sha, 0, *head, part.payload, self.trail_ttl_ms)
+            for p, payload in part.payloads if part is not None else ():
+                head = [keys.parts[p], self.node, now, maxper, self.pid_ttl_ms]
+                route = keys.route(p)
+                calls.append((route, ["EVALSHA", sha, 1, route, *head, payload, self.trail_ttl_ms]))
+        wait = None
         if self.config.wait_replicas:
-            pipe.wait(self.config.wait_replicas, int(self.config.wait_timeout * 1000))
-        replies = await pipe.execute(raise_on_error=False)  # errors come back in their place
+            wait = (self.config.wait_replicas, int(self.config.wait_timeout * 1000))
+        replies = await self.shards.run(calls, wait)
         if any(isinstance(r, NoScriptError) for r in replies):  # Redis restarted without scripts
             self.scripts.shas["commit"] = await self.client.script_load(ALL["commit"])
             return await self._apply(parts)
         for r in replies:
             if isinstance(r, UNREACHABLE):
                 raise r
-        if self.config.wait_replicas and int(replies.pop()) < self.config.wait_replicas:
-            # on the primary, not yet on enough replicas: a fail-over now could lose it
-            raise RedisTimeoutError(f"WAIT: fewer than {self.config.wait_replicas} replicas have it")
         out: list[Any] = []
         for part in parts:
-            out.append(replies.pop(0) if part is not None else None)
+            if part is None:
+                out.append(None)
+                continue
+            mine, replies = replies[: len(part.payloads)], replies[len(part.payloads) :]
+            failed = [r for r in mine if isinstance(r, Exception)]
+            out.append(failed[0] if failed else _merged(mine))
         return out
 
     async def _undo_uncertain(self) -> None:
@@ -243,8 +304,9 @@ class Commits:
         try:
             pipe = self.client.pipeline(transaction=False)
             for mid in ids:
-                pipe.delete(f"{self.prefix}m:{mid}")
-                pipe.srem(f"{self.prefix}open:{self.node}", mid)
+                part = self.keys.part(mid)
+                pipe.delete(f"{part}m:{mid}")
+                pipe.srem(f"{part}open:{self.node}", mid)
             await pipe.execute()
         except BaseException:
             self._compensate = ids + self._compensate

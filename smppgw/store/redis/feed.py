@@ -12,6 +12,10 @@ entry idle for longer than `claim_after` belongs to a process that died: readers
 (XAUTOCLAIM). When a process's last receiver of an account goes, what it holds goes back to the
 stream as new entries (`give_back`) for a receiver elsewhere. Entries nobody reads for
 `max_age` are dropped by a sweep that one process at a time runs (a lock key).
+
+On a Redis Cluster each partition (keys.py) has its own streams and inbox, on its shard: a
+receipt's entry is in its message's partition. A process reads each partition with a blocking
+read of its own, all at once.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from redis.exceptions import ResponseError
 from smppgw.logs import event
 from smppgw.store.base import OutboxRecord
 from smppgw.store.redis.codec import record_from_entry, report_from_json
+from smppgw.store.redis.shards import MOVING
 
 log = logging.getLogger("smppgw.store.redis")
 
@@ -42,9 +47,9 @@ class Feed:
         self.max_age, self.claim_after = max_age, claim_after
         self.rooms: dict[str, int] = {}  # account -> deliver_sm its receivers here take now
         self.watched: set[str] = set()  # accounts whose stream and group are known to exist
-        self.held: dict[str, tuple[str, str]] = {}  # record key -> (account, entry id)
-        self.reading: frozenset[str] = frozenset()
-        self._woken = False
+        self.held: dict[str, tuple[str, str, int]] = {}  # record key -> (account, entry id, partition)
+        self.reading: dict[int, frozenset[str]] = {}  # partition -> accounts its blocking read reads
+        self._woken: set[int] = set()  # partitions whose blocked read a wake is on its way to
         self.tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -55,34 +60,39 @@ class Feed:
             self.rooms.pop(account, None)
             return
         self.rooms[account] = room
-        if account not in self.reading and not self._woken:
-            self._woken = True
-            self.store.background(self._wake())
+        # a reader between reads takes the account in its next one; a blocked read without it
+        # is woken (an entry in its inbox), once
+        unread = [p for p, r in self.reading.items() if account not in r and p not in self._woken]
+        if unread:
+            self._woken.update(unread)
+            self.store.background(self._wake(unread))
 
-    async def _wake(self) -> None:
+    async def _wake(self, partitions: list[int]) -> None:
         s = self.store
         try:
-            await s.client.xadd(f"{s.prefix}inbox:{s.node}", {"t": "wake"})
+            for p in partitions:
+                await s.client.xadd(f"{s.keys.parts[p]}inbox:{s.node}", {"t": "wake"})
         except Exception as e:
-            self._woken = False
+            self._woken.difference_update(partitions)
             log.debug("wake: %r", e)
 
     def entry_key(self, record: OutboxRecord) -> str:
         return f"{record.message_id}/final" if record.on_row else record.key
 
     async def give_back(self, records: list[OutboxRecord]) -> None:
-        by_account: dict[str, list[str]] = defaultdict(list)
+        by_stream: dict[tuple[str, int], list[str]] = defaultdict(list)
         for record in records:
             held = self.held.pop(self.entry_key(record), None)
             if held is not None:
-                by_account[held[0]].append(held[1])
-        for account, ids in by_account.items():
-            await self._return(account, ids)
+                by_stream[held[0], held[2]].append(held[1])
+        for (account, p), ids in by_stream.items():
+            await self._return(account, ids, p)
 
     # -- the loops ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.tasks = [self.store.background(self._read_loop()), self.store.background(self._keep_loop())]
+        readers = [self.store.background(self._read_loop(p)) for p in range(self.store.keys.count)]
+        self.tasks = [*readers, self.store.background(self._keep_loop())]
 
     async def stop(self) -> None:
         self._stopping = True
@@ -94,23 +104,29 @@ class Feed:
             except BaseException:
                 pass
 
-    async def _read_loop(self) -> None:
+    async def _read_loop(self, p: int) -> None:
         s = self.store
-        inbox = f"{s.prefix}inbox:{s.node}"
+        part = s.keys.parts[p]
+        inbox = f"{part}inbox:{s.node}"
         pause = 0.1
         while not self._stopping:
             try:
-                accounts = [a for a, room in self.rooms.items() if room > 0]
-                for account in accounts:
-                    if account not in self.watched:
+                while True:  # from here to the read, nothing awaits: `reading` is what it reads
+                    accounts = [a for a, room in self.rooms.items() if room > 0]
+                    new = [a for a in accounts if a not in self.watched]
+                    if not new:
+                        break
+                    for account in new:
                         await self._ensure(account)
+                client = await s.shards.reading(inbox)
+                accounts = [a for a, room in self.rooms.items() if room > 0 and a in self.watched]
                 streams = {inbox: ">"}
-                streams.update({f"{s.prefix}rx:{a}": ">" for a in accounts})
+                streams.update({f"{part}rx:{a}": ">" for a in accounts})
                 count = max([self.rooms.get(a, 0) for a in accounts] + [100])
-                self.reading = frozenset(accounts)
-                self._woken = False
-                reply = await s.reader.xreadgroup(GROUP, s.node, streams, count=count, block=BLOCK_MS)
-                self.reading = frozenset()
+                self.reading[p] = frozenset(accounts)
+                self._woken.discard(p)
+                reply = await client.xreadgroup(GROUP, s.node, streams, count=count, block=BLOCK_MS)
+                self.reading.pop(p, None)
                 s.up(True)
                 pause = 0.1
                 for stream, entries in reply or ():
@@ -118,9 +134,14 @@ class Feed:
                     if name == inbox:
                         await self._inbox(inbox, entries)
                     else:
-                        self._deliver(name[len(s.prefix) + 3 :], entries)
+                        self._deliver(name[len(part) + 3 :], entries, p)
             except asyncio.CancelledError:
                 raise
+            except MOVING as e:  # the slot is on another primary now (a fail-over)
+                self.reading.pop(p, None)
+                s.up(False, e)
+                await s.shards.refresh()
+                await asyncio.sleep(pause)
             except ResponseError as e:
                 if "NOGROUP" in str(e):  # Redis lost them (a restart without persistence)
                     self.watched.clear()
@@ -129,8 +150,10 @@ class Feed:
                 log.error("event=receipt_read_failed error=%r", e)
                 await asyncio.sleep(pause)
             except Exception as e:
-                self.reading = frozenset()
+                self.reading.pop(p, None)
                 s.up(False, e)
+                if s.shards.cluster:
+                    await s.shards.refresh()  # its primary may be gone: where is the slot now?
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
 
@@ -142,15 +165,16 @@ class Feed:
 
     async def _ensure(self, account: str) -> None:
         s = self.store
-        try:
-            await s.client.xgroup_create(f"{s.prefix}rx:{account}", GROUP, id="0", mkstream=True)
-        except ResponseError as e:
-            if "BUSYGROUP" not in str(e):
-                raise
-        await s.client.sadd(f"{s.prefix}rxs", account)
+        for part in s.keys.parts:
+            try:
+                await s.client.xgroup_create(f"{part}rx:{account}", GROUP, id="0", mkstream=True)
+            except ResponseError as e:
+                if "BUSYGROUP" not in str(e):
+                    raise
+            await s.client.sadd(f"{part}rxs", account)
         self.watched.add(account)
 
-    def _deliver(self, account: str, entries: list[Any]) -> None:
+    def _deliver(self, account: str, entries: list[Any], p: int) -> None:
         sink = self.store.sink
         unwanted: list[str] = []
         for entry_id, fields in entries:
@@ -161,17 +185,18 @@ class Feed:
                 unwanted.append(entry_id.decode())
                 continue
             record = record_from_entry(fields)
-            self.held[self.entry_key(record)] = (account, entry_id.decode())
+            self.held[self.entry_key(record)] = (account, entry_id.decode(), p)
             self.rooms[account] -= 1
             sink.deliver(record)
         if unwanted:
-            self.store.background(self._return(account, unwanted))
+            self.store.background(self._return(account, unwanted, p))
 
-    async def _return(self, account: str, ids: list[str]) -> None:
+    async def _return(self, account: str, ids: list[str], p: int) -> None:
         """Entries this process holds back to the stream, as new entries for any reader."""
         s = self.store
         try:
-            n = await s.script("give_back", [s.node, *ids], keys=[f"{s.prefix}rx:{account}"])
+            stream = f"{s.keys.parts[p]}rx:{account}"
+            n = await s.script("give_back", [s.node, *ids], keys=[stream])
         except Exception as e:  # taken over by another reader once idle for claim_after
             log.warning("event=give_back_failed records=%d error=%r", len(ids), e)
             return
@@ -215,44 +240,50 @@ class Feed:
 
     async def _touch_and_adopt(self) -> None:
         s = self.store
-        by_account: dict[str, list[str]] = defaultdict(list)
-        for account, entry in self.held.values():
-            by_account[account].append(entry)
-        for account, ids in by_account.items():
+        by_stream: dict[str, list[str]] = defaultdict(list)
+        for account, entry, p in self.held.values():
+            by_stream[f"{s.keys.parts[p]}rx:{account}"].append(entry)
+        for stream, ids in by_stream.items():
             for i in range(0, len(ids), 500):
-                await s.script("touch", [s.node, *ids[i : i + 500]], keys=[f"{s.prefix}rx:{account}"])
+                await s.script("touch", [s.node, *ids[i : i + 500]], keys=[stream])
         idle = int(self.claim_after * 1000)
         for account in list(self.rooms):
             if account not in self.watched:
                 await self._ensure(account)
-            stream = f"{s.prefix}rx:{account}"
-            reply = await s.client.xautoclaim(stream, GROUP, s.node, idle, "0-0", count=100)
-            entries = reply[1] if reply else []
-            if entries:
-                event(log, "receipts_adopted", logging.WARNING, account=account, records=len(entries))
-                self._deliver(account, entries)
+            for p, part in enumerate(s.keys.parts):
+                stream = f"{part}rx:{account}"
+                reply = await s.client.xautoclaim(stream, GROUP, s.node, idle, "0-0", count=100)
+                entries = reply[1] if reply else []
+                if entries:
+                    event(log, "receipts_adopted", logging.WARNING, account=account, records=len(entries))
+                    self._deliver(account, entries, p)
 
     async def _count_waiting(self) -> None:
         s = self.store
-        accounts = [raw.decode() for raw in await s.client.smembers(f"{s.prefix}rxs")]
-        if not accounts:
+        streams = [
+            (raw.decode(), part) for part in s.keys.parts for raw in await s.client.smembers(f"{part}rxs")
+        ]
+        if not streams:
             return
         pipe = s.client.pipeline(transaction=False)
-        for account in accounts:
-            pipe.xlen(f"{s.prefix}rx:{account}")
-        counts = dict(zip(accounts, map(int, await pipe.execute()), strict=True))
+        for account, part in streams:
+            pipe.xlen(f"{part}rx:{account}")
+        counts: dict[str, int] = defaultdict(int)
+        for (account, _), n in zip(streams, await pipe.execute(), strict=True):
+            counts[account] += int(n)
         if s.sink is not None:
             s.sink.waiting(counts)
 
     async def _sweep(self) -> None:
         s = self.store
-        if not await s.client.set(f"{s.prefix}lock:sweep", s.node, nx=True, px=int(SWEEP_EVERY * 900)):
+        if not await s.client.set(f"{s.g}lock:sweep", s.node, nx=True, px=int(SWEEP_EVERY * 900)):
             return
-        for raw in await s.client.smembers(f"{s.prefix}rxs"):
-            account = raw.decode()
-            dropped = await s.script("sweep", [s.prefix, account, int(self.max_age * 1000), SWEEP_LIMIT])
-            s.report_dropped(dropped)
-            await self._forget_dead_readers(f"{s.prefix}rx:{account}")
+        for p, part in enumerate(s.keys.parts):
+            for raw in await s.client.smembers(f"{part}rxs"):
+                account = raw.decode()
+                args = [part, account, int(self.max_age * 1000), SWEEP_LIMIT]
+                s.report_dropped(await s.script("sweep", args, [s.keys.route(p)]))
+                await self._forget_dead_readers(f"{part}rx:{account}")
 
     async def _forget_dead_readers(self, stream: str) -> None:
         """Consumers of processes that are gone and hold nothing any more (what they held was
@@ -260,5 +291,5 @@ class Feed:
         s = self.store
         for c in await s.client.xinfo_consumers(stream, GROUP):
             name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
-            if c["pending"] == 0 and name != s.node and not await s.client.exists(f"{s.prefix}node:{name}"):
+            if c["pending"] == 0 and name != s.node and not await s.client.exists(f"{s.g}node:{name}"):
                 await s.client.xgroup_delconsumer(stream, GROUP, name)

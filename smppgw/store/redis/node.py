@@ -57,6 +57,15 @@ def register(client: Any, prefix: str, name: str, token: str, claim_after: float
             event(log, "node_name_waiting", logging.WARNING, node=name, seconds=round(left / 1000, 1))
         last_ttl = left
         time.sleep(0.5)
+    # a claim of this name's work still under way (another process takes over what a previous
+    # process of this name left): wait for it to end, or drop it if its claimer died too
+    while (by := client.hget(f"{prefix}claims", name)) is not None:
+        if not client.exists(f"{prefix}node:{by.decode()}"):
+            client.hdel(f"{prefix}claims", name)
+            break
+        if time.monotonic() > deadline + claim_after:
+            raise NameInUse(f"store.node {name!r}: another process is still taking over its work")
+        time.sleep(0.1)
     client.sadd(f"{prefix}nodes", name)
 
 
@@ -69,6 +78,7 @@ class Lease:
         self.last_renewal = time.monotonic()
         self.conflict = False  # another process renews our name
         self.fenced_at: float | None = None
+        self.being_taken = False  # another process is taking our work over (HEARTBEAT said 3)
         self.claimed = 0  # messages taken over from dead processes
         self.task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -106,7 +116,13 @@ class Lease:
 
     async def _beat(self) -> None:
         s = self.store
-        answer = await s.script("heartbeat", [s.prefix, s.node, s.token, int(self.claim_after * 1000)])
+        answer = await s.script("heartbeat", [s.g, s.node, s.token, int(self.claim_after * 1000)])
+        if answer == 3:  # our work is being taken over: drop it at once, start anew once it is done
+            if not self.being_taken:
+                self.being_taken = True
+                self.fenced_at = time.monotonic()
+                s.fenced()
+            return
         if answer in (1, 2):
             self.last_renewal = time.monotonic()
             self.conflict = False
@@ -121,36 +137,63 @@ class Lease:
         # Our work went to another process while we could not reach Redis: drop it, start anew.
         self.fenced_at = time.monotonic()
         s.fenced()
+        self.being_taken = False
         client = s.client
-        await client.set(f"{s.prefix}node:{s.node}", s.token, px=int(self.claim_after * 1000))
-        await client.sadd(f"{s.prefix}nodes", s.node)
+        await client.set(f"{s.g}node:{s.node}", s.token, px=int(self.claim_after * 1000))
+        await client.sadd(f"{s.g}nodes", s.node)
         await s.ensure_inbox()
         self.last_renewal = time.monotonic()
+        # what we stored while the claim went on, in partitions it had already passed, is still
+        # ours: take it up again (the claim took the rest)
+        mine = await self._open_ids(s.node)
+        records = await self.load(mine)
+        if records:
+            s.claimed(records)
+
+    async def _open_ids(self, node: str) -> list[str]:
+        s = self.store
+        ids: list[str] = []
+        for part in s.keys.parts:
+            ids += [i.decode() for i in await s.client.smembers(f"{part}open:{node}")]
+        return ids
 
     async def _claim_dead(self) -> None:
         s = self.store
         client = s.client
-        nodes = await client.smembers(f"{s.prefix}nodes")
-        for raw in nodes:
-            name = raw.decode()
-            if name == s.node or await client.exists(f"{s.prefix}node:{name}"):
+        names = {raw.decode() for raw in await client.smembers(f"{s.g}nodes")}
+        names |= {raw.decode() for raw in await client.hkeys(f"{s.g}claims")}  # claims left unfinished
+        for name in sorted(names):
+            if name == s.node or await client.exists(f"{s.g}node:{name}"):
                 continue
-            ids = await s.script("claim", [s.prefix, s.node, name])
+            ids = await self.claim(name)
             if ids is None:
                 continue  # another process was first, or it came back
-            records = await self.load([i.decode() for i in ids])
+            records = await self.load(ids)
             self.claimed += len(records)
             event(log, "node_claimed", logging.WARNING, dead=name, node=s.node, messages=len(records))
             if records:
                 s.claimed(records)
 
+    async def claim(self, name: str) -> list[str] | None:
+        """Take over the work of the dead process `name`, partition by partition: the ids of
+        its unfinished messages, now ours; None if it is not dead or another process claims it."""
+        s = self.store
+        if not await s.script("claim_begin", [s.g, s.node, name]):
+            return None
+        ids: list[str] = []
+        for p, part in enumerate(s.keys.parts):
+            got = await s.script("claim", [part, s.node, name], [s.keys.route(p)])
+            ids += [i.decode() for i in got]
+        await s.script("claim_end", [s.g, name, s.node])
+        return ids
+
     async def load(self, ids: list[str]) -> list[MessageRecord]:
         records: list[MessageRecord] = []
-        client, prefix = self.store.client, self.store.prefix
+        client, keys = self.store.client, self.store.keys
         for i in range(0, len(ids), LOAD_CHUNK):
             pipe = client.pipeline(transaction=False)
             for mid in ids[i : i + LOAD_CHUNK]:
-                pipe.hgetall(f"{prefix}m:{mid}")
+                pipe.hgetall(f"{keys.part(mid)}m:{mid}")
             for h in await pipe.execute():
                 record = message_from_hash(h)
                 if record is not None:

@@ -1,7 +1,9 @@
 """The Lua scripts of the Redis store: each runs atomically in Redis, so a batch of writes, a
 claim of a dead process's work or a bucket's refill is all or nothing, in one round trip.
 
-Key layout, under the configured prefix P (all readable with redis-cli):
+Key layout, under the configured prefix P (all readable with redis-cli; on a Redis Cluster
+keys.py adds the hash tags: a message's keys in its partition, the processes' shared ones in
+one slot of their own):
   P m:<id>        hash   a message: `d`, the columns fixed at submit (JSON list, codec.py); the
                          changing ones a field each (one at its default value may be left out,
                          an unset time is ""); `node`: the process that owns it, the only one
@@ -17,6 +19,7 @@ Key layout, under the configured prefix P (all readable with redis-cli):
   P rxs           set    accounts that have such a stream
   P rk:<key>      string an intermediate receipt or MO already added (a retried batch adds it once)
   P nodes         set    processes that own work; P node:<node> their heartbeat (expires)
+  P claims        hash   a dead process -> the process taking its work over (while it does)
   P inbox:<node>  stream reports forwarded to the process that owns their message (group "gw")
   P binds:<account> hash bound sessions of the account in every process -> their process
   P tb:<name>     hash   a token bucket shared by every process
@@ -206,9 +209,11 @@ return 'sent'
 """
 
 # ARGV: prefix, node, token, ttl ms. 1 renewed; 2 lapsed but nobody took our work: renewed;
-# 0 another process took our work (we were taken for dead); -1 another process holds our name.
+# 0 another process took our work (we were taken for dead); 3 another process is taking it;
+# -1 another process holds our name.
 HEARTBEAT = """
 local P, me, token, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+if redis.call('HEXISTS', P .. 'claims', me) == 1 then return 3 end
 local key = P .. 'node:' .. me
 local cur = redis.call('GET', key)
 if cur == token then
@@ -223,11 +228,39 @@ end
 return 0
 """
 
-# ARGV: prefix, node (the claimer), dead node. Returns the ids now ours, or false.
+# Taking over a dead process's work goes partition by partition (on a cluster they are on
+# several shards): CLAIM_BEGIN, in the shared slot, takes the dead process off `nodes` and notes
+# the claim in `claims` (dead -> claimer), so that only one process claims it and the dead one,
+# should it come back, waits (HEARTBEAT answers 3) until CLAIM_END; CLAIM in each partition
+# moves its unfinished messages and forwarded reports. A claimer that dies midway leaves its
+# note, and another process takes the claim over.
+
+# ARGV: shared prefix, node (the claimer), dead node. 1: claim it now; 0: not (yet) dead, or
+# another live process is claiming it.
+CLAIM_BEGIN = """
+local P, me, dead = ARGV[1], ARGV[2], ARGV[3]
+if dead == me or redis.call('EXISTS', P .. 'node:' .. dead) == 1 then return 0 end
+local by = redis.call('HGET', P .. 'claims', dead)
+if by then
+  if by ~= me and redis.call('EXISTS', P .. 'node:' .. by) == 1 then return 0 end
+elseif redis.call('SREM', P .. 'nodes', dead) == 0 then
+  return 0
+end
+redis.call('HSET', P .. 'claims', dead, me)
+return 1
+"""
+
+# ARGV: shared prefix, dead node, node (the claimer).
+CLAIM_END = """
+if redis.call('HGET', ARGV[1] .. 'claims', ARGV[2]) == ARGV[3] then
+  redis.call('HDEL', ARGV[1] .. 'claims', ARGV[2])
+end
+return 1
+"""
+
+# ARGV: partition prefix, node (the claimer), dead node. Returns the ids now ours.
 CLAIM = """
 local P, me, dead = ARGV[1], ARGV[2], ARGV[3]
-if dead == me or redis.call('EXISTS', P .. 'node:' .. dead) == 1 then return false end
-if redis.call('SREM', P .. 'nodes', dead) == 0 then return false end
 local ids = redis.call('SMEMBERS', P .. 'open:' .. dead)
 local mine = P .. 'open:' .. me
 for _, id in ipairs(ids) do
@@ -399,6 +432,8 @@ ALL = {
     "route": ROUTE,
     "heartbeat": HEARTBEAT,
     "claim": CLAIM,
+    "claim_begin": CLAIM_BEGIN,
+    "claim_end": CLAIM_END,
     "bind": BIND,
     "bucket": BUCKET,
     "slots": SLOTS,

@@ -45,8 +45,10 @@ from smppgw.store.base import (
 from smppgw.store.redis.codec import message_from_hash, report_json
 from smppgw.store.redis.commit import Commits, _Part
 from smppgw.store.redis.feed import BLOCK_MS, GROUP, Feed
+from smppgw.store.redis.keys import Keys
 from smppgw.store.redis.node import Lease, default_name, register
 from smppgw.store.redis.scripts import Scripts
+from smppgw.store.redis.shards import Shards, plain_url
 from smppgw.store.redis.shared import LeasedBucket, SharedSlots
 
 log = logging.getLogger("smppgw.store.redis")
@@ -63,6 +65,8 @@ class RedisStore(Commits):
     def __init__(self, config: StoreConfig, receipts: ReceiptConfig, dispatch: DispatchConfig) -> None:
         self.config = config
         self.prefix = config.key_prefix
+        self.keys = Keys(config.key_prefix, config.partitions if config.cluster else 1)
+        self.g = self.keys.shared  # prefix of what the processes coordinate
         self.node = config.node or default_name()
         self.token = secrets.token_hex(8)  # this process's heartbeat value
         self.max_per_account = receipts.max_per_account
@@ -88,12 +92,16 @@ class RedisStore(Commits):
         self.purged = 0
         self.forwarded_out = 0  # reports this process passed on to the owner of their message
         kw: dict[str, Any] = {"socket_connect_timeout": 2.0, "health_check_interval": 10}
-        self.client = redis.asyncio.Redis.from_url(
-            config.url, socket_timeout=5.0, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2), **kw
+        url = plain_url(config.url)
+        kind: Any = redis.asyncio.RedisCluster if config.cluster else redis.asyncio.Redis
+        self.client = kind.from_url(
+            url, socket_timeout=5.0, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2), **kw
         )
-        self.reader = redis.asyncio.Redis.from_url(  # blocking reads: a connection of their own
-            config.url, socket_timeout=BLOCK_MS / 1000 + 5.0, retry=Retry(ExponentialBackoff(), 0), **kw
+        self.reader = kind.from_url(  # blocking reads: connections of their own
+            url, socket_timeout=BLOCK_MS / 1000 + 5.0, retry=Retry(ExponentialBackoff(), 0), **kw
         )
+        # where each commit call and blocking read goes
+        self.shards = Shards(self.client, self.reader, url, config.cluster, kw, BLOCK_MS / 1000 + 5.0)
         self.scripts: Scripts | None = None
 
     # -- start and stop -------------------------------------------------------------------
@@ -101,21 +109,27 @@ class RedisStore(Commits):
     def open(self) -> Snapshot:
         """At start (blocking): check Redis, load the scripts, take this process's name, resume
         what a process of the same name left unfinished, reserve the first block of ids."""
-        sync = redis.Redis.from_url(self.config.url, socket_connect_timeout=5.0, socket_timeout=10.0)
+        url, cluster = plain_url(self.config.url), self.config.cluster
+        kind: Any = redis.RedisCluster if cluster else redis.Redis
+        sync = kind.from_url(url, socket_connect_timeout=5.0, socket_timeout=10.0)
         try:
-            version = str(sync.info("server").get("redis_version", "0"))
-            if tuple(int(x) for x in version.split(".")[:2]) < MIN_VERSION:
-                raise RuntimeError(f"Redis {version} is too old: smppgw needs 6.2 or newer")
-            _check_policy(sync)
+            for server in sync.get_primaries() if cluster else [sync]:
+                one = server.redis_connection if cluster else server
+                version = str(one.info("server").get("redis_version", "0"))
+                if tuple(int(x) for x in version.split(".")[:2]) < MIN_VERSION:
+                    raise RuntimeError(f"Redis {version} is too old: smppgw needs 6.2 or newer")
+                _check_policy(one)
             self.scripts = Scripts.load_sync(sync)
-            register(sync, self.prefix, self.node, self.token, self.config.claim_after)
-            _ensure_group(sync, f"{self.prefix}inbox:{self.node}")
-            ids = [i.decode() for i in sync.smembers(f"{self.prefix}open:{self.node}")]
+            register(sync, self.g, self.node, self.token, self.config.claim_after)
+            ids: list[str] = []
+            for part in self.keys.parts:
+                _ensure_group(sync, f"{part}inbox:{self.node}")
+                ids += [i.decode() for i in sync.smembers(f"{part}open:{self.node}")]
             pipe = sync.pipeline(transaction=False)
             for mid in ids:
-                pipe.hgetall(f"{self.prefix}m:{mid}")
+                pipe.hgetall(f"{self.keys.part(mid)}m:{mid}")
             unfinished = [r for r in map(message_from_hash, pipe.execute() if ids else []) if r is not None]
-            last = int(sync.incrby(f"{self.prefix}ids", ID_BLOCK))
+            last = int(sync.incrby(f"{self.g}ids", ID_BLOCK))
         finally:
             sync.close()
         where, resumed = self.config.where, len(unfinished)
@@ -144,11 +158,12 @@ class RedisStore(Commits):
         await self.lease.stop()
         await self.feed.stop()
         try:
-            await self.client.delete(f"{self.prefix}node:{self.node}")
+            await self.client.delete(f"{self.g}node:{self.node}")
         except Exception as e:
             log.warning("event=store_close_failed error=%r", e)
         for c in (self.client, self.reader):
             await c.aclose()
+        await self.shards.close()
 
     def healthy(self) -> bool:
         return self._up and not self._closed and not self.lease.conflict
@@ -174,22 +189,26 @@ class RedisStore(Commits):
         return task
 
     async def script(self, name: str, args: list[Any], keys: list[Any] | None = None) -> Any:
+        """Run a script of the shared slot, or of the slot of `keys[0]` (a cluster runs a script
+        where its first key lives)."""
         assert self.scripts is not None
-        return await self.scripts.call(self.client, name, keys or [], args)
+        return await self.scripts.call(self.client, name, keys or [self.keys.shared_route], args)
 
     async def ensure_inbox(self) -> None:
-        try:
-            await self.client.xgroup_create(f"{self.prefix}inbox:{self.node}", GROUP, id="0", mkstream=True)
-        except ResponseError as e:
-            if "BUSYGROUP" not in str(e):
-                raise
+        for part in self.keys.parts:
+            try:
+                await self.client.xgroup_create(f"{part}inbox:{self.node}", GROUP, id="0", mkstream=True)
+            except ResponseError as e:
+                if "BUSYGROUP" not in str(e):
+                    raise
 
     # -- reads ----------------------------------------------------------------------------
 
     def get_message(self, message_id: str, done: Callable[[MessageRecord | None], None]) -> None:
         async def read() -> None:
             try:
-                record = message_from_hash(await self.client.hgetall(f"{self.prefix}m:{message_id}"))
+                key = f"{self.keys.part(message_id)}m:{message_id}"
+                record = message_from_hash(await self.client.hgetall(key))
             except Exception as e:
                 log.error("event=store_read_failed what=get error=%r", e)
                 record = None
@@ -203,8 +222,9 @@ class RedisStore(Commits):
 
             try:
                 pipe = self.client.pipeline(transaction=False)
-                pipe.hgetall(f"{self.prefix}m:{message_id}")
-                pipe.lrange(f"{self.prefix}ev:{message_id}", 0, -1)
+                part = self.keys.part(message_id)
+                pipe.hgetall(f"{part}m:{message_id}")
+                pipe.lrange(f"{part}ev:{message_id}", 0, -1)
                 h, raw = await pipe.execute()
                 record = message_from_hash(h)
                 events = [TrailEvent(e["at"], e["event"], e["detail"]) for e in map(json.loads, raw)]
@@ -217,14 +237,19 @@ class RedisStore(Commits):
 
     def purge(self, before: float, limit: int, done: Callable[[int, bool], None]) -> None:
         async def run() -> None:
+            n, full = 0, False
             try:
-                n, seen = map(int, await self.script("purge", [self.prefix, repr(before), limit]))
+                for p, part in enumerate(self.keys.parts):
+                    route = [self.keys.route(p)]
+                    removed, seen = map(int, await self.script("purge", [part, repr(before), limit], route))
+                    n, full = n + removed, full or seen >= limit
             except Exception as e:
                 log.error("event=store_purge_failed error=%r", e)
-                done(0, False)
+                self.purged += n
+                done(n, False)
                 return
             self.purged += n
-            done(n, seen >= limit)
+            done(n, full)
 
         start(run())
 
@@ -252,9 +277,23 @@ class RedisStore(Commits):
         self.background(self.feed.give_back(records))  # if it fails: taken over once idle
 
     def route_report(self, provider: str, report: StatusReport) -> None:
-        args = [self.prefix, self.node, provider, report.provider_id, report.message_id or ""]
-        args += [report_json(provider, report), EARLY_TTL_MS]
-        self._later("report_route", self.script("route", args), self._routed)
+        self._later("report_route", self._route(provider, report), self._routed)
+
+    async def _route(self, provider: str, report: StatusReport) -> Any:
+        """The ROUTE script where the message lives: the partition of the id the report names;
+        with none, or not found there, every partition (its provider-id key is in one of them;
+        each keeps the report as early if it has not, so a send answer landing meanwhile finds
+        it in its own)."""
+        keys, mid, body = self.keys, report.message_id or "", report_json(provider, report)
+        first = keys.of(mid) if mid else None
+        order = ([first] if first is not None else []) + [p for p in range(keys.count) if p != first]
+        where: Any = b"early"
+        for p in order:
+            args = [keys.parts[p], self.node, provider, report.provider_id, mid if p == first else ""]
+            where = await self.script("route", [*args, body, EARLY_TTL_MS], [keys.route(p)])
+            if where != b"early":
+                break
+        return where
 
     def _routed(self, where: Any) -> None:
         if where == b"sent":
@@ -264,16 +303,16 @@ class RedisStore(Commits):
         def reserved(last: Any) -> None:
             done(None if last is None else int(last) - count + 1)
 
-        self._later("id_block", self.client.incrby(f"{self.prefix}ids", count), reserved)
+        self._later("id_block", self.client.incrby(f"{self.g}ids", count), reserved)
 
     def bind(self, account: str, member: str, limit: int, done: Callable[[bool | None], None]) -> None:
         who = f"{self.node}/{member}"
-        counted = self.script("bind", [self.prefix, account, who, limit, self.node])
+        counted = self.script("bind", [self.g, account, who, limit, self.node])
         self._later("bind_count", counted, lambda ok: done(None if ok is None else bool(ok)))
 
     def unbind(self, account: str, member: str) -> None:
         # if it fails, the bind stops counting once this process's heartbeat ends
-        self._later("unbind", self.client.hdel(f"{self.prefix}binds:{account}", f"{self.node}/{member}"))
+        self._later("unbind", self.client.hdel(f"{self.g}binds:{account}", f"{self.node}/{member}"))
 
     def bucket(self, name: str, rate: float, burst: float, now: float) -> Bucket:
         b = self._buckets.get(name)
@@ -282,7 +321,7 @@ class RedisStore(Commits):
         return b
 
     async def _bucket_call(self, args: list[Any]) -> Any:
-        return await self.script("bucket", [self.prefix, *args])
+        return await self.script("bucket", [self.g, *args])
 
     def slots(self, name: str, limit: int, wake: Callable[[], None]) -> Slots | None:
         s = self._slots.get(name)
@@ -292,7 +331,7 @@ class RedisStore(Commits):
         return s
 
     async def _slots_call(self, args: list[Any]) -> Any:
-        return await self.script("slots", [self.prefix, *args, self.node])
+        return await self.script("slots", [self.g, *args, self.node])
 
     # -- what node.py and feed.py hand on to the gateway ----------------------------------------
 
