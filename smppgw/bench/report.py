@@ -1,5 +1,5 @@
 """Rows into results: the median of repeated runs, the ratios base/other (gateway revisions,
-stores), S6's 2 nodes / 1 node, the text tables."""
+stores), S6's 2 nodes / 1 node, S7's shards, the text tables."""
 
 from __future__ import annotations
 
@@ -151,4 +151,56 @@ def redis_table(rows: list[dict[str, Any]], top: int = 8) -> str:
         lines.append(head)
         for name, v in list(b["commands"].items())[:top]:
             lines.append(f"  {name:<12} {v['calls']:>6} calls {v['us']:>7} us")
+    return "\n".join(lines)
+
+
+def shards(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """S7: the Redis Cluster row over the one-Redis row, the redis-server CPU of each shard, and
+    what the measured costs project for a machine with more cores: each core added (shared by
+    gateway nodes and shards in the measured proportion) carries 1,000 / (gateway + Redis CPU
+    s per 1,000) msg/s more; the Redis tier is full when its busiest shard's core is."""
+    one = next((r for r in rows if r["scenario"] == "S7" and r.get("store") == "redis"), None)
+    many = next((r for r in rows if r["scenario"] == "S7" and r.get("store") == "cluster"), None)
+    if one is None or many is None:
+        return []
+    per_shard = many.get("redis_cpu_s_per_1000_shards") or [many.get("redis_cpu_s_per_1000") or 0.0]
+    gateway, redis = many.get("cpu_s_per_1000") or 0.0, many.get("redis_cpu_s_per_1000") or 0.0
+    busiest = max(per_shard)
+    return [
+        {
+            "shards": len(per_shard),
+            "ratio": {k: ratio(many.get(k), one.get(k)) for k in RATIOS},
+            "redis_cpu_s_per_1000_one": one.get("redis_cpu_s_per_1000"),
+            "redis_cpu_s_per_1000_cluster": redis,
+            "redis_cpu_s_per_1000_shards": per_shard,
+            "busiest_shard_share": ratio(busiest, sum(per_shard)),
+            "cpu_bound_msg_s_one": one.get("cpu_bound_msg_s"),
+            "cpu_bound_msg_s_cluster": many.get("cpu_bound_msg_s"),
+            "msg_s_per_added_core": round(1000 / (gateway + redis)) if gateway + redis else None,
+            "redis_full_at_msg_s": round(1000 / busiest) if busiest else None,
+            "msg_s_per_added_shard": round(1000 * len(per_shard) / redis) if redis else None,
+        }
+    ]
+
+
+def shards_table(rows: list[dict[str, Any]]) -> str:
+    lines = []
+    for r in rows:
+        values = ["-" if r["ratio"][k] is None else f"{r['ratio'][k]:.3f}" for k in RATIOS]
+        lines.append(" | ".join([f"S7 {r['shards']} shards / 1 Redis", *RATIOS]))
+        lines.append(" | ".join(["ratio", *values]))
+        each = ", ".join(map(str, r["redis_cpu_s_per_1000_shards"]))
+        lines.append(
+            f"redis-server CPU s per 1,000 msg: one Redis {r['redis_cpu_s_per_1000_one']}, cluster "
+            f"{r['redis_cpu_s_per_1000_cluster']} (shards {each}; busiest {r['busiest_shard_share']})"
+        )
+        lines.append(
+            f"this box's cores at these costs: one Redis {r['cpu_bound_msg_s_one']} msg/s, cluster "
+            f"{r['cpu_bound_msg_s_cluster']} msg/s (gateway, redis-servers and load generator share them)"
+        )
+        lines.append(
+            f"projection: +{r['msg_s_per_added_core']} msg/s per added core (gateway node + shards); "
+            f"Redis tier full at {r['redis_full_at_msg_s']} msg/s on {r['shards']} shards, "
+            f"+{r['msg_s_per_added_shard']} msg/s per added shard"
+        )
     return "\n".join(lines)

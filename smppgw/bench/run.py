@@ -14,6 +14,9 @@ Scenarios (bounded in count and time, loopback only):
               processes on their own ports sharing one Redis; the load generator spreads its
               connections over both), in turn; the ratio 2 nodes / 1 node, and the CPU per 1,000
               messages of each node, of redis-server and of the load generator
+  S7 shards   S1's load against 1 node on a 3-shard Redis Cluster (three primaries the bench starts on
+              loopback, with --redis-aof's persistence) and against 1 node on one redis-server, in
+              turn; redis-server CPU per message of each shard, and the projection per added core
   null        S1's load against a trivial responder: the load generator's own ceiling
 
 --against REV builds REV's gateway (.bench/rev-<sha>/, reused) and runs every scenario against
@@ -44,10 +47,11 @@ from typing import Any
 
 from smppgw.bench import report, revs
 from smppgw.bench.loadgen import Stats, hold_idle, run_load
-from smppgw.bench.redisd import AOF, BenchRedis
+from smppgw.bench.redisd import AOF, BenchCluster, BenchRedis
 from smppgw.bench.revs import Gateway
 
-ALL = ("null", "S1", "S1d", "S2", "S3", "S4", "S5", "S6")
+ALL = ("null", "S1", "S1d", "S2", "S3", "S4", "S5", "S6", "S7")
+REDIS = BenchRedis | BenchCluster
 STORES = ("sqlite", "redis")
 WRITER_COMM = "smppgw-sqlite-w"  # the store's writer thread, as /proc shows it (15 characters)
 TCK = os.sysconf("SC_CLK_TCK")
@@ -368,12 +372,12 @@ def run_scenario(
     gw: Gateway | None = None,
     rate: float | None = None,
     store: str = "sqlite",
-    redis: BenchRedis | None = None,
+    redis: REDIS | None = None,
     workers: int = 0,
 ) -> dict[str, Any]:
     """One run of scenario `name` against gateway `gw` (the current checkout's by default), on
-    `store` (`redis`: the bench's redis-server, emptied first); `workers`: as `serve --workers`
-    (its CPU is the parent's and the workers' together)."""
+    `store` (`redis`: the bench's redis-server, `cluster`: its Redis Cluster, emptied first);
+    `workers`: as `serve --workers` (its CPU is the parent's and the workers' together)."""
     gw = gw or revs.current()
     smpp, http = free_port(), free_port()
     fake: Server | None = None
@@ -415,7 +419,7 @@ def run_scenario(
             delay = a.provider_delay
             provider = simulator(delay)
         store_body = ""
-        if store == "redis":
+        if store in ("redis", "cluster"):
             assert redis is not None
             redis.flush()
             store_body = redis_store(redis.url, f"bench-{run_dir.name}:")
@@ -429,7 +433,7 @@ def run_scenario(
         cpu0 = server.cpu() if server else 0.0
         # the SQLite writer thread's share (the Redis store has no thread of its own)
         threads0 = server.threads() if server and name != "null" and store == "sqlite" else None
-        redis0 = redis.cpu() if redis is not None and store == "redis" else None
+        redis0 = redis.cpus() if redis is not None and store in ("redis", "cluster") else None
         stats0 = redis.reset_stats() if redis0 is not None else None  # type: ignore[union-attr]
         if name == "S4":
             row = asyncio.run(_idle(a, smpp, server))
@@ -441,8 +445,17 @@ def run_scenario(
             row = summarize(name, st, server, cpu0, count, threads0, delay)
             row["loadgen_cpu_s_per_1000"] = per_1000(own, st)
             if redis0 is not None:
-                row["redis_cpu_s_per_1000"] = per_1000(redis.cpu() - redis0, st)  # type: ignore[union-attr]
-                row["redis"] = redis.breakdown(stats0, st.acked)  # type: ignore[union-attr,arg-type]
+                assert redis is not None and stats0 is not None
+                shards = [c - c0 for c, c0 in zip(redis.cpus(), redis0, strict=True)]
+                row["redis_cpu_s_per_1000"] = per_1000(sum(shards), st)
+                row["redis"] = redis.breakdown(stats0, st.acked)
+                row["shards"] = len(shards)
+                if len(shards) > 1:
+                    row["redis_cpu_s_per_1000_shards"] = [per_1000(c, st) for c in shards]
+                # every process of the run: what this machine's cores allow at most, were they all busy
+                every = row["cpu_s_per_1000"] + row["redis_cpu_s_per_1000"] + row["loadgen_cpu_s_per_1000"]
+                row["all_cpu_s_per_1000"] = round(every, 3)
+                row["cpu_bound_msg_s"] = round((os.cpu_count() or 1) * 1000 / max(every, 1e-9))
             if rate:
                 row["offered_msg_s"] = round(rate, 1)
         if name != "null" and not a.target:
@@ -614,8 +627,8 @@ def main(argv: list[str] | None = None) -> int:
     stores = list(dict.fromkeys(s for item in a.store or ["sqlite"] for s in item.split(",") if s))
     if not stores or any(s not in STORES for s in stores):
         p.error(f"--store: {', '.join(STORES)} (or both, comma-separated), got {a.store}")
-    if a.target and ("S6" in a.scenarios or stores != ["sqlite"]):
-        p.error("--target drives one running gateway: not with S6 or --store")
+    if a.target and ({"S6", "S7"} & set(a.scenarios) or stores != ["sqlite"]):
+        p.error("--target drives one running gateway: not with S6, S7 or --store")
     gateways = [revs.current()] + [
         revs.build(r, log=lambda m: print(m, file=sys.stderr, flush=True)) for r in against
     ]
@@ -623,9 +636,11 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="smppgw-bench-") as tmp:
-        redis = None
-        if "S6" in a.scenarios or "redis" in stores:
+        redis = cluster = None
+        if {"S6", "S7"} & set(a.scenarios) or "redis" in stores:
             redis = BenchRedis(Path(tmp) / "redis", a.redis_aof).start()
+        if "S7" in a.scenarios:
+            cluster = BenchCluster(Path(tmp) / "cluster", a.redis_aof).start()
         try:
             if share is not None:
                 capacity = run_scenario("S1", a, Path(tmp), gateways[0], None, stores[0], redis)
@@ -638,10 +653,11 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
             for name in a.scenarios:
-                rows += _scenario_rows(name, a, Path(tmp), gateways, stores, redis, rate, runs)
+                rows += _scenario_rows(name, a, Path(tmp), gateways, stores, (redis, cluster), rate, runs)
         finally:
-            if redis is not None:
-                redis.stop()
+            for server in (redis, cluster):
+                if server is not None:
+                    server.stop()
     comparisons = report.compare(rows)
     scaling = report.scaling(rows)
     print(table(rows))
@@ -651,6 +667,10 @@ def main(argv: list[str] | None = None) -> int:
     if scaling:
         print()
         print(report.scaling_table(scaling))
+    shards = report.shards(rows)
+    if shards:
+        print()
+        print(report.shards_table(shards))
     breakdown = report.redis_table(rows)
     if breakdown:
         print()
@@ -663,6 +683,8 @@ def main(argv: list[str] | None = None) -> int:
         summary["comparisons"] = comparisons
     if scaling:
         summary["scaling"] = scaling
+    if shards:
+        summary["shards"] = shards
     if a.repeat > 1:
         summary["runs"] = runs
     print(json.dumps(summary))
@@ -675,15 +697,18 @@ def _scenario_rows(
     workdir: Path,
     gateways: list[Gateway],
     stores: list[str],
-    redis: BenchRedis | None,
+    servers: tuple[BenchRedis | None, BenchCluster | None],
     rate: float | None,
     runs: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """Every run of one scenario: each gateway × store (S6: each gateway × 1 and 2 nodes), in turn
-    within each repeat, so that drift on a shared machine hits every side alike; one row per
-    side (the median with --repeat)."""
+    """Every run of one scenario: each gateway × store (S6: each gateway × 1 and 2 nodes; S7: the
+    current gateway on one Redis and on the Redis Cluster), in turn within each repeat, so that
+    drift on a shared machine hits every side alike; one row per side (the median with --repeat)."""
+    redis, cluster = servers
     if name == "null" or a.target:
         sides = [(gateways[0], "sqlite", 0, 0)]
+    elif name == "S7":  # (an earlier revision may not know Redis Cluster)
+        sides = [(gateways[0], "redis", 0, 0), (gateways[0], "cluster", 0, 0)]
     elif name == "S6":
         sides = [(gw, "redis", nodes, 0) for gw in gateways for nodes in (1, 2)]
     else:  # --workers: the Redis store's runs once per count of `serve --workers N`
@@ -697,7 +722,8 @@ def _scenario_rows(
                 assert redis is not None
                 row = run_s6(nodes, a, workdir, gw, redis, rate)
             else:
-                row = run_scenario(name, a, workdir, gw, rate, store, redis, workers)
+                backend = cluster if store == "cluster" else redis
+                row = run_scenario(name, a, workdir, gw, rate, store, backend, workers)
             label = f"{gw.label} {store}" if several else gw.label
             if workers:
                 label += f" x{workers}"
