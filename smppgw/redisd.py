@@ -147,9 +147,15 @@ class RedisClusterServers:
         self.wait_ok()
         return self
 
+    @staticmethod
+    def _cli(port: int, *args: str) -> str:
+        """What `redis-cli -p port args…` prints."""
+        cli = shutil.which("redis-cli") or "redis-cli"
+        done = subprocess.run([cli, "-p", str(port), *args], capture_output=True, text=True, timeout=10)
+        return done.stdout
+
     def cluster_info(self, port: int) -> dict[str, str]:
-        out = subprocess.run(["redis-cli", "-p", str(port), "cluster", "info"], capture_output=True,
-                             text=True, timeout=10).stdout  # fmt: skip
+        out = self._cli(port, "cluster", "info")
         return dict(line.strip().split(":", 1) for line in out.splitlines() if ":" in line)
 
     def wait_ok(self, timeout: float = 30.0) -> None:
@@ -167,19 +173,14 @@ class RedisClusterServers:
 
     def _linked(self, port: int) -> bool:
         """A replica has done its first sync and follows its primary (else WAIT counts it out)."""
-        out = subprocess.run(["redis-cli", "-p", str(port), "info", "replication"], capture_output=True,
-                             text=True, timeout=10).stdout  # fmt: skip
-        return "master_link_status:up" in out
+        return "master_link_status:up" in self._cli(port, "info", "replication")
 
     def role_of(self, port: int) -> str:
-        out = subprocess.run(["redis-cli", "-p", str(port), "role"], capture_output=True, text=True,
-                             timeout=10).stdout  # fmt: skip
-        return out.split("\n", 1)[0].strip()
+        return self._cli(port, "role").split("\n", 1)[0].strip()
 
     def master_of(self, port: int) -> int | None:
         """The port of the primary a replica follows (None for a primary)."""
-        out = subprocess.run(["redis-cli", "-p", str(port), "role"], capture_output=True, text=True,
-                             timeout=10).stdout.split()  # fmt: skip
+        out = self._cli(port, "role").split()
         return int(out[2]) if out and out[0] == "slave" else None
 
     def stop(self) -> None:
