@@ -107,7 +107,7 @@ class RedisClusterServers:
         extra: tuple[str, ...] = (),
     ) -> None:
         self.dir = Path(directory)
-        self.primaries, self.replicas = primaries, replicas
+        self.replicas = replicas
         cluster = ("--cluster-enabled", "yes", "--cluster-node-timeout", str(node_timeout_ms),
                    "--cluster-require-full-coverage", "no")  # fmt: skip
         self.servers = [
@@ -126,10 +126,6 @@ class RedisClusterServers:
     @property
     def url(self) -> str:
         return f"redis+cluster://127.0.0.1:{self.servers[0].port}/0"
-
-    @property
-    def ports(self) -> list[int]:
-        return [s.port for s in self.servers]
 
     def start(self) -> RedisClusterServers:
         for s in self.servers:

@@ -365,6 +365,13 @@ def per_1000(cpu: float, st: Stats) -> float:
     return round(cpu / max(st.acked, 1) * 1000, 3)
 
 
+def add_cpu_bound(row: dict[str, Any], every: float) -> None:
+    """`every`: the CPU s per 1,000 messages of every process of the run; with it, the rate at
+    which they would keep all this machine's cores busy (the most it allows)."""
+    row["all_cpu_s_per_1000"] = round(every, 3)
+    row["cpu_bound_msg_s"] = round((os.cpu_count() or 1) * 1000 / max(every, 1e-9))
+
+
 def run_scenario(
     name: str,
     a: argparse.Namespace,
@@ -452,10 +459,8 @@ def run_scenario(
                 row["shards"] = len(shards)
                 if len(shards) > 1:
                     row["redis_cpu_s_per_1000_shards"] = [per_1000(c, st) for c in shards]
-                # every process of the run: what this machine's cores allow at most, were they all busy
                 every = row["cpu_s_per_1000"] + row["redis_cpu_s_per_1000"] + row["loadgen_cpu_s_per_1000"]
-                row["all_cpu_s_per_1000"] = round(every, 3)
-                row["cpu_bound_msg_s"] = round((os.cpu_count() or 1) * 1000 / max(every, 1e-9))
+                add_cpu_bound(row, every)
             if rate:
                 row["offered_msg_s"] = round(rate, 1)
         if name != "null" and not a.target:
@@ -506,10 +511,7 @@ def run_s6(
             row[f"cpu_s_per_1000_node{i}"] = per_1000(cpu, st)
         row["redis_cpu_s_per_1000"] = per_1000(redis.cpu() - redis0, st)
         row["loadgen_cpu_s_per_1000"] = per_1000(own, st)
-        # every process of the run: what this machine's cores allow at most, were they all busy
-        every = sum(spent) + (redis.cpu() - redis0) + own
-        row["all_cpu_s_per_1000"] = per_1000(every, st)
-        row["cpu_bound_msg_s"] = round((os.cpu_count() or 1) * 1000 / row["all_cpu_s_per_1000"])
+        add_cpu_bound(row, per_1000(sum(spent) + (redis.cpu() - redis0) + own, st))
         row["peak_rss_mb"] = round(max(s.memory("VmHWM") for s in servers) / 2**20, 1)
         if rate:
             row["offered_msg_s"] = round(rate, 1)

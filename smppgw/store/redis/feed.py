@@ -138,9 +138,7 @@ class Feed:
             except asyncio.CancelledError:
                 raise
             except MOVING as e:  # the slot is on another primary now (a fail-over)
-                self.reading.pop(p, None)
-                s.up(False, e)
-                await s.shards.refresh()
+                await self._lost(p, e)
                 await asyncio.sleep(pause)
             except ResponseError as e:
                 if "NOGROUP" in str(e):  # Redis lost them (a restart without persistence)
@@ -150,12 +148,17 @@ class Feed:
                 log.error("event=receipt_read_failed error=%r", e)
                 await asyncio.sleep(pause)
             except Exception as e:
-                self.reading.pop(p, None)
-                s.up(False, e)
-                if s.shards.cluster:
-                    await s.shards.refresh()  # its primary may be gone: where is the slot now?
+                await self._lost(p, e)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
+
+    async def _lost(self, p: int, error: BaseException) -> None:
+        """Partition p's read failed: Redis is away, or (a cluster) its primary may be gone:
+        where is the slot now?"""
+        self.reading.pop(p, None)
+        self.store.up(False, error)
+        if self.store.shards.cluster:
+            await self.store.shards.refresh()
 
     async def _ensure_quietly(self) -> None:
         try:

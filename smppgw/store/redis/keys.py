@@ -36,7 +36,7 @@ def spread_tags(count: int) -> tuple[str, ...]:
     for i in range(count):
         low, high = int(width * (i + 1 / 3)), int(width * (i + 2 / 3))
         n = 0
-        while not low <= key_slot(f"p{i}.{n}".encode()) <= max(low, high):
+        while not low <= key_slot(f"p{i}.{n}".encode()) <= high:
             n += 1
         tags.append(f"p{i}.{n}")
     return tuple(tags)

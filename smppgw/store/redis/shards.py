@@ -66,11 +66,15 @@ class Shards:
         command costs more than the read's own work)."""
         if not self.cluster:
             return self.reader
+        await self._slot_map()
+        node = self.client.get_node_from_key(key)
+        return self._server(node.host, int(node.port), self._readers, self.read_timeout)
+
+    async def _slot_map(self) -> None:
+        """The cluster client's slot map, read once (and again after refresh)."""
         if not self._ready:
             await self.client.initialize()
             self._ready = True
-        node = self.client.get_node_from_key(key)
-        return self._server(node.host, int(node.port), self._readers, self.read_timeout)
 
     async def refresh(self) -> None:
         """Read the slot map again (after MOVED or a primary that went away)."""
@@ -88,9 +92,7 @@ class Shards:
         TimeoutError when fewer replicas than asked had its pipeline's writes."""
         if not self.cluster:
             return await self._pipeline(self.client, [cmd for _, cmd in calls], wait)
-        if not self._ready:
-            await self.client.initialize()
-            self._ready = True
+        await self._slot_map()
         groups: dict[str, tuple[Any, list[int]]] = {}
         for i, (key, _) in enumerate(calls):
             node = self.client.get_node_from_key(key)
