@@ -117,6 +117,7 @@ def soak(minutes: int, rate: float | None, seconds: float = 60.0, log: Any = pri
                     "refused": sum(st.refused.values()),
                     "receipts": st.receipts,
                     "p50_ms": _ms(pct(st.resp_latency, 50)),
+                    "p95_ms": _ms(pct(st.resp_latency, 95)),
                     "p99_ms": _ms(pct(st.resp_latency, 99)),
                     "receipt_p99_ms": _ms(pct(st.receipt_latency, 99)),
                     "rss_mb": round(server.memory("VmRSS") / 2**20, 1),

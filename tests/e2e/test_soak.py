@@ -24,5 +24,9 @@ def test_two_minutes_at_half_capacity_keep_rss_flat_and_p99_steady():
     assert all(r["acked_msg_s"] >= 0.9 * r["offered_msg_s"] for r in rows), rows  # the rate held
     assert rows[1]["binds_churned"] > rows[0]["binds_churned"] > 20  # binds went on churning
     assert s["rss_growth_after_warmup"] < 0.10, s
-    # steady: the second minute's p99 within 2x of the first's (5 ms floor: noise of 2 shared cores)
-    assert rows[1]["p99_ms"] <= 2 * max(rows[0]["p99_ms"], 5.0), rows
+    # steady: a gateway that slows down over time moves its p95 with it, so the second minute's
+    # p95 stays within 2x of the first's; its p99 within 3x, since one burst of a neighbour on 2
+    # shared cores moves the top 1% alone (26.4 ms against 12.9 once, in a full CI run). 5 ms
+    # floor: the noise of those cores.
+    assert rows[1]["p95_ms"] <= 2 * max(rows[0]["p95_ms"], 5.0), rows
+    assert rows[1]["p99_ms"] <= 3 * max(rows[0]["p99_ms"], 5.0), rows
