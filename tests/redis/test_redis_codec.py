@@ -90,6 +90,15 @@ def test_records_of_the_column_layout_still_read():
     }  # fmt: skip
     e = record_from_entry(f)
     assert (e.on_row, e.short_message, e.created_at) == (True, b"id", 2000.0)
+    # the layout before the one-field entry: the head as fields, the rest packed in `d`
+    f = {
+        b"key": b"0000000001/final", b"message_id": b"0000000001", b"on_row": b"1", b"state": b"2",
+        b"d": b'["demo","380501234567",1,1,"SRC",5,0,4,0,2000.0,null,null,"a","id"]',
+    }  # fmt: skip
+    e = record_from_entry(f)
+    head = (e.key, e.message_id, e.on_row, e.state, e.short_message)
+    assert head == ("0000000001/final", "0000000001", True, 2, b"id")
+    assert (e.account, e.dest_addr, e.esm_class, e.created_at) == ("demo", "SRC", 4, 2000.0)
 
 
 @pytest_twisted.ensureDeferred

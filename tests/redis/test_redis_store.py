@@ -19,7 +19,7 @@ from smppgw.store.base import (
     TrailEvent,
     UpdateMessage,
 )
-from smppgw.store.redis.codec import report_json
+from smppgw.store.redis.codec import record_from_entry, report_json
 from smppgw.store.redis.commit import _Part
 from tests.aio import aio
 from tests.redis.kit import close, get, make_store, message, receipt, until, write
@@ -458,6 +458,38 @@ async def test_without_redis_new_submits_fail_at_once_and_state_changes_wait_for
         await aio(body())
     finally:
         server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_waiting_receipt_of_the_layout_before_is_dropped_like_the_others(keys):
+    """An entry written before entries were one field (key, message_id, on_row, state as fields
+    of their own) still reads back and, pushed out by newer ones, settles its message's row."""
+
+    async def body():
+        url, p = keys
+        store, sink = make_store(url, p, "n1", max_per_account=2)
+        ms = [message(i) for i in range(3)]
+        await write(store, [InsertMessage(m) for m in ms])
+        for m in ms:
+            m.state, m.done_at, m.receipt = 2, 1500.0, RECEIPT_OWED
+        await write(store, [UpdateMessage(ms[0])])
+        r = raw(url)
+        old = {
+            "key": f"{ms[0].id}/final", "message_id": ms[0].id, "on_row": "1", "state": "2",
+            "d": '["demo","380501234567",1,1,"SRC",5,0,4,0,2000.0,null,null,"a","id"]',
+        }  # fmt: skip
+        r.xgroup_create(f"{p}rx:demo", "gw", "0", mkstream=True)
+        r.sadd(f"{p}rxs", "demo")
+        r.xadd(f"{p}rx:demo", old)
+        assert record_from_entry(r.xrange(f"{p}rx:demo")[0][1]).message_id == ms[0].id
+        for m in ms[1:]:
+            await write(store, [UpdateMessage(m), AddOutbox(receipt(m))])
+        assert r.xlen(f"{p}rx:demo") == 2
+        assert r.hmget(f"{p}m:{ms[0].id}", "receipt", "receipt_to") == [b"4", b"overflow"]
+        assert sink.dropped == [("demo", ms[0].id, 2, "overflow")]
+        await close(store)
+
+    await aio(body())
 
 
 @pytest_twisted.ensureDeferred

@@ -14,8 +14,9 @@ one slot of their own):
   P early:<provider>:<provider id> string  a report that came before its send answer (2 minutes)
   P done          zset   final messages by done time (retention; passed over while their
                          receipt is owed)
-  P rx:<account>  stream deliver_sm waiting for a receiver of the account (group "gw"): key,
-                         message_id, on_row, state, then `d` the rest (JSON list, codec.py)
+  P rx:<account>  stream deliver_sm waiting for a receiver of the account (group "gw"): one
+                         field `d`, a JSON list: key, message_id, on_row, state, the rest
+                         (codec.py)
   P rxs           set    accounts that have such a stream
   P rk:<key>      string an intermediate receipt or MO already added (a retried batch adds it once)
   P nodes         set    processes that own work; P node:<node> their heartbeat (expires)
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Field positions fixed at the front of every rx entry: key, message_id, on_row, state.
+# What comes first in every rx entry's list, in this order: key, message_id, on_row, state.
 ENTRY_HEAD = ("key", "message_id", "on_row", "state")
 
 _DROP_ENTRY = """
@@ -39,7 +40,13 @@ local function drop_entry(P, stream, e, why, now, dropped, account)
   local f = e[2]
   redis.call('XACK', stream, 'gw', e[1])
   redis.call('XDEL', stream, e[1])
-  local mid, on_row, state = f[4], f[6], f[8]
+  local mid, on_row, state
+  if f[1] == 'd' then
+    local h = cjson.decode(f[2])
+    mid, on_row, state = h[2], tostring(h[3]), tostring(h[4])
+  else  -- an entry of the layout before: the head as fields of their own
+    mid, on_row, state = f[4], f[6], f[8]
+  end
   if on_row == '1' then
     local key = P .. 'm:' .. mid
     if redis.call('EXISTS', key) == 1 then  -- (in the done set since its final state)
@@ -140,8 +147,7 @@ for _, op in ipairs(ops) do
       add = redis.call('SET', P .. 'rk:' .. rkey, '1', 'NX', 'PX', 86400000)
     end
     if add then
-      redis.call('XADD', P .. 'rx:' .. account, '*', 'key', rkey, 'message_id', mid, 'on_row', on_row,
-        'state', op[6], 'd', op[7])
+      redis.call('XADD', P .. 'rx:' .. account, '*', 'd', op[6])
       added[account] = true
     end
   elseif kind == 'X' then
