@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
+import orjson
+
 from smppgw.providers.base import StatusReport
 from smppgw.store.base import (
     AddEvent,
@@ -64,9 +66,33 @@ def _opt(value: float | None) -> str | None:
     return None if value is None else repr(value)
 
 
-# One encoder for every call: json.dumps with arguments builds a new JSONEncoder each time, which
-# cost more than the encoding of a message's columns itself.
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# orjson writes the same JSON as json's compact encoder (UTF-8 text as text, floats as repr) in
+# a tenth of the time: a message costs the gateway three encodings (its columns, its receipt's
+# entry, the ops that carry both), about 8 us of its CPU with json. Text orjson refuses (a lone
+# surrogate, which UCS-2 input can carry) goes through json, and to bytes with surrogatepass, as
+# everything here did before.
+_json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _dumps_bytes(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return _json_dumps(value).encode("utf-8", "surrogatepass")
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return _json_dumps(value)
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:  # (a lone surrogate, written with surrogatepass)
+        return json.loads(raw.decode("utf-8", "surrogatepass"))
 
 
 # -- messages ---------------------------------------------------------------------------------
@@ -100,7 +126,7 @@ def message_from_hash(h: dict[bytes, bytes]) -> MessageRecord | None:
     blob = h.get(b"d") if h else None
     if blob is None:
         return _message_from_columns(h)
-    values = dict(zip(_PACKED, json.loads(blob.decode("utf-8", "surrogatepass")), strict=True))
+    values = dict(zip(_PACKED, _loads(blob), strict=True))
     for name in MUTABLE:
         raw = h.get(name.encode())
         kind = _KINDS[name]
@@ -145,14 +171,14 @@ def record_from_entry(f: dict[bytes, bytes]) -> OutboxRecord:
         return _record_from_columns(f)
     values: dict[str, Any]
     if b"key" in f:  # the layout before: the head as fields of their own
-        *rest, how, text = json.loads(blob)
+        *rest, how, text = _loads(blob)
         values = dict(zip(_ENTRY_PACKED, rest, strict=True))
         values["key"] = f[b"key"].decode()
         values["message_id"] = f[b"message_id"].decode()
         values["state"] = int(f[b"state"])
         values["on_row"] = f.get(b"on_row") == b"1"
     else:
-        key, message_id, on_row, state, *rest, how, text = json.loads(blob)
+        key, message_id, on_row, state, *rest, how, text = _loads(blob)
         values = dict(zip(_ENTRY_PACKED, rest, strict=True))
         values.update(key=key, message_id=message_id, on_row=on_row == 1, state=state)
     values["short_message"] = bytes.fromhex(text) if how == "x" else text.encode("ascii")
@@ -262,4 +288,4 @@ def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int]:
             ]
         )
     out += replaces + adds + removes + dones + events
-    return _dumps(out).encode("utf-8", "surrogatepass"), len(out)
+    return _dumps_bytes(out), len(out)
