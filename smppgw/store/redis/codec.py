@@ -28,7 +28,7 @@ from smppgw.store.base import (
 
 _MSG = [(f.name, str(f.type)) for f in fields(MessageRecord)]
 _OUT = [(f.name, str(f.type)) for f in fields(OutboxRecord) if f.name not in ("short_message", "on_row")]
-_HEAD = ("key", "message_id", "on_row", "state")  # first in every entry (scripts.ENTRY_HEAD)
+_HEAD = ("key", "message_id", "on_row", "state")  # first in every entry (scripts.py reads them)
 _NO_DEFAULT = object()
 # The columns that change while a message lives are hash fields of their own (the scripts read
 # and write them one by one); the others never change once stored (replace_sm excepted, which
@@ -82,10 +82,7 @@ def _dumps_bytes(value: Any) -> bytes:
 
 
 def _dumps(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError:
-        return _json_dumps(value)
+    return _dumps_bytes(value).decode("utf-8", "surrogatepass")
 
 
 def _loads(raw: bytes) -> Any:
@@ -155,7 +152,7 @@ _entry_values = attrgetter(*_ENTRY_PACKED)
 
 def entry_blob(record: OutboxRecord) -> str:
     """A deliver_sm's stream entry is one field, `d`, this JSON list: key, message_id, on_row
-    (1/0), state (what the scripts read, in that order: scripts.ENTRY_HEAD), the rest of the
+    (1/0), state (_HEAD: what the scripts read, in that order), the rest of the
     columns, and last the short_message: "a" and its text when it is ASCII, else "x" and its
     bytes in hex. One field, not five: Redis's cost (and the AOF's bytes) grow with every field
     of every entry, and so does the client's parsing of what it reads."""
@@ -169,18 +166,14 @@ def record_from_entry(f: dict[bytes, bytes]) -> OutboxRecord:
     blob = f.get(b"d")
     if blob is None:
         return _record_from_columns(f)
-    values: dict[str, Any]
     if b"key" in f:  # the layout before: the head as fields of their own
         *rest, how, text = _loads(blob)
-        values = dict(zip(_ENTRY_PACKED, rest, strict=True))
-        values["key"] = f[b"key"].decode()
-        values["message_id"] = f[b"message_id"].decode()
-        values["state"] = int(f[b"state"])
-        values["on_row"] = f.get(b"on_row") == b"1"
+        head = (f[b"key"].decode(), f[b"message_id"].decode(), f.get(b"on_row") == b"1", int(f[b"state"]))
     else:
         key, message_id, on_row, state, *rest, how, text = _loads(blob)
-        values = dict(zip(_ENTRY_PACKED, rest, strict=True))
-        values.update(key=key, message_id=message_id, on_row=on_row == 1, state=state)
+        head = (key, message_id, on_row == 1, state)
+    values: dict[str, Any] = dict(zip(_ENTRY_PACKED, rest, strict=True))
+    values.update(zip(_HEAD, head, strict=True))
     values["short_message"] = bytes.fromhex(text) if how == "x" else text.encode("ascii")
     return OutboxRecord(**values)
 

@@ -32,16 +32,13 @@ from __future__ import annotations
 
 from typing import Any
 
-# What comes first in every rx entry's list, in this order: key, message_id, on_row, state.
-ENTRY_HEAD = ("key", "message_id", "on_row", "state")
-
 _DROP_ENTRY = """
 local function drop_entry(P, stream, e, why, now, dropped, account)
   local f = e[2]
   redis.call('XACK', stream, 'gw', e[1])
   redis.call('XDEL', stream, e[1])
   local mid, on_row, state
-  if f[1] == 'd' then
+  if f[1] == 'd' then  -- key, message_id, on_row, state lead the entry's list (codec.entry_blob)
     local h = cjson.decode(f[2])
     mid, on_row, state = h[2], tostring(h[3]), tostring(h[4])
   else  -- an entry of the layout before: the head as fields of their own
