@@ -10,6 +10,7 @@ from typing import Any
 
 from smppgw.config import DispatchConfig, ReceiptConfig, StoreConfig
 from smppgw.store.base import MessageRecord, OutboxRecord
+from smppgw.store.redis.codec import message_from_hash
 from smppgw.store.redis.store import RedisStore
 
 
@@ -95,6 +96,13 @@ async def get(store: RedisStore, message_id: str) -> MessageRecord | None:
     fut: asyncio.Future[MessageRecord | None] = asyncio.get_event_loop().create_future()
     store.get_message(message_id, fut.set_result)
     return await asyncio.wait_for(fut, 10)
+
+
+def settled(r: Any, key: str) -> tuple[int, float | None, str]:
+    """(receipt, receipt_at, receipt_to) of the message hash at `key`, read as the store reads it."""
+    m = message_from_hash(r.hgetall(key))
+    assert m is not None, key
+    return m.receipt, m.receipt_at, m.receipt_to
 
 
 async def until(predicate: Any, timeout: float = 10.0) -> None:

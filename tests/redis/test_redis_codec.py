@@ -1,6 +1,6 @@
 """What the Redis store writes reads back as it was: a message through the commit script (its
-fixed columns packed in `d`, the changing ones a field each, unset times as ""), a deliver_sm
-through its stream entry, and the records of stores before the packed layout."""
+fixed columns packed in `d`, its state, the columns its sending changes packed in `s`, its
+receipt in `r`), a deliver_sm through its stream entry, and the records of stores before."""
 
 from __future__ import annotations
 
@@ -41,7 +41,10 @@ async def test_a_message_reads_back_whole_after_insert_update_and_replace(keys):
         m.state, m.provider, m.provider_id, m.attempts, m.sent_at = 1, "sim", "p-11", 1, 1200.25
         await write(store, [UpdateMessage(m)])
         assert message_from_hash(r.hgetall(f"{p}m:{m.id}")) == m
-        assert r.hget(f"{p}m:{m.id}", "done_at") == b""  # unset: reads back as None
+        h = r.hgetall(f"{p}m:{m.id}")
+        assert set(h) == {b"node", b"d", b"state", b"s", b"pid"}
+        assert (h[b"state"], h[b"pid"]) == (b"1", b"sim:p-11")
+        assert h[b"s"] == b'["sim","p-11","000",1,null,1200.25]'  # done_at unset: None
 
         m.text, m.valid_until, m.schedule_at = "replaced", None, 3000.0
         await write(store, [ReplaceMessage(m)])

@@ -22,7 +22,7 @@ from smppgw.store.base import (
 from smppgw.store.redis.codec import record_from_entry, report_json
 from smppgw.store.redis.commit import _Part
 from tests.aio import aio
-from tests.redis.kit import close, get, make_store, message, receipt, until, write
+from tests.redis.kit import close, get, make_store, message, receipt, settled, until, write
 from tests.redisd import prefix
 
 
@@ -102,7 +102,7 @@ async def test_a_final_receipt_reaches_the_process_that_has_room_for_it_and_sett
         await write(b, [ReceiptDone(m.id, RECEIPT_DELIVERED, 1600.0, "127.0.0.1:4000")])
         r = raw(url)
         assert r.xlen(f"{p}rx:demo") == 0
-        assert r.hmget(f"{p}m:{m.id}", "receipt", "receipt_to") == [b"2", b"127.0.0.1:4000"]
+        assert settled(r, f"{p}m:{m.id}")[::2] == (2, "127.0.0.1:4000")
         assert r.zscore(f"{p}done", m.id) == 1500.0
         assert r.xinfo_groups(f"{p}rx:demo")[0]["pending"] == 0
         await close(a, b)
@@ -143,7 +143,7 @@ async def test_too_many_waiting_receipts_drop_the_oldest_and_settle_its_row(keys
             await write(store, [UpdateMessage(m), AddOutbox(receipt(m))])
         r = raw(url)
         assert r.xlen(f"{p}rx:demo") == 2
-        assert r.hmget(f"{p}m:{ms[0].id}", "receipt", "receipt_to") == [b"4", b"overflow"]
+        assert settled(r, f"{p}m:{ms[0].id}")[::2] == (4, "overflow")
         assert sink.dropped == [("demo", ms[0].id, 2, "overflow")]
         await close(store)
 
@@ -485,7 +485,7 @@ async def test_a_waiting_receipt_of_the_layout_before_is_dropped_like_the_others
         for m in ms[1:]:
             await write(store, [UpdateMessage(m), AddOutbox(receipt(m))])
         assert r.xlen(f"{p}rx:demo") == 2
-        assert r.hmget(f"{p}m:{ms[0].id}", "receipt", "receipt_to") == [b"4", b"overflow"]
+        assert settled(r, f"{p}m:{ms[0].id}")[::2] == (4, "overflow")
         assert sink.dropped == [("demo", ms[0].id, 2, "overflow")]
         await close(store)
 
@@ -509,7 +509,7 @@ async def test_receipts_nobody_reads_for_max_age_are_dropped_and_dead_readers_fo
         )
         await store.feed._sweep()
         assert r.xlen(f"{p}rx:demo") == 0
-        assert r.hmget(f"{p}m:{m.id}", "receipt", "receipt_to") == [b"4", b"expired"]
+        assert settled(r, f"{p}m:{m.id}")[::2] == (4, "expired")
         assert sink.dropped == [("demo", m.id, 2, "expired")]
         assert [c["name"] for c in r.xinfo_consumers(f"{p}rx:demo", "gw")] == []
         await close(store)

@@ -30,26 +30,27 @@ _MSG = [(f.name, str(f.type)) for f in fields(MessageRecord)]
 _OUT = [(f.name, str(f.type)) for f in fields(OutboxRecord) if f.name not in ("short_message", "on_row")]
 _HEAD = ("key", "message_id", "on_row", "state")  # first in every entry (scripts.py reads them)
 _NO_DEFAULT = object()
-# The columns that change while a message lives are hash fields of their own (the scripts read
-# and write them one by one); the others never change once stored (replace_sm excepted, which
-# writes them all again) and travel as one field `d`, a JSON list in _PACKED's order. Redis's
-# cost is per field and per byte it parses and appends to its AOF, so this halves both.
-MUTABLE = ("state", "provider", "provider_id", "err", "attempts", "done_at", "sent_at", "receipt",
-           "receipt_at", "receipt_to")  # fmt: skip
+# A message's hash, for the scripts to read and write as few fields and bytes as they can (Redis's
+# cost is per field and per byte it parses and appends to its AOF):
+#   d      the columns that never change once stored (replace_sm excepted, which writes them all
+#          again), a JSON list in _PACKED's order
+#   state  its message_state, a field of its own (the scripts and report routing read it)
+#   s      the other columns that change while it is sent, a JSON list in _SENT's order; left out
+#          while they are all at their defaults (a new message)
+#   pid    "<provider>:<provider id>" while it waits for a report by that id (the scripts keep the
+#          pid: index by it)
+#   r      its final receipt: "1" while owed, then a JSON list [receipt, receipt_at, receipt_to];
+#          left out when none is owed
+#   node   the process that owns it (scripts.py)
+# Hashes of the layout before (each changing column a field of its own) still read.
+_SENT = ("provider", "provider_id", "err", "attempts", "done_at", "sent_at")
+_RECEIPT = ("receipt", "receipt_at", "receipt_to")
+MUTABLE = ("state", *_SENT, *_RECEIPT)
 _PACKED = [name for name, _ in _MSG if name not in MUTABLE]
-_MUTABLE_DEFAULTS = [
-    (f.name, _NO_DEFAULT if f.default is MISSING else f.default)
-    for f in fields(MessageRecord)
-    if f.name in MUTABLE
-]
+_DEFAULTS = {f.name: _NO_DEFAULT if f.default is MISSING else f.default for f in fields(MessageRecord)}
+_SENT_AT_DEFAULT = tuple(_DEFAULTS[name] for name in _SENT)
 _KINDS = dict(_MSG)
 _ENTRY_PACKED = [name for name, _ in _OUT if name not in _HEAD]
-
-
-def _text(value: Any) -> str:
-    if type(value) is float:
-        return repr(value)
-    return str(value)
 
 
 def _parse(kind: str, raw: bytes | None) -> Any:
@@ -60,10 +61,6 @@ def _parse(kind: str, raw: bytes | None) -> Any:
     if kind.startswith("float"):
         return float(raw)
     return raw.decode("utf-8", "surrogatepass")
-
-
-def _opt(value: float | None) -> str | None:
-    return None if value is None else repr(value)
 
 
 # orjson writes the same JSON as json's compact encoder (UTF-8 text as text, floats as repr) in
@@ -96,8 +93,7 @@ def _loads(raw: bytes) -> Any:
 
 
 _packed_values = attrgetter(*_PACKED)
-_mutable_values = attrgetter(*(name for name, _ in _MUTABLE_DEFAULTS))
-_MUTABLE_AT_DEFAULT = tuple(default for _, default in _MUTABLE_DEFAULTS)
+_sent_values = attrgetter(*_SENT)
 
 
 def packed(record: MessageRecord) -> str:
@@ -105,17 +101,35 @@ def packed(record: MessageRecord) -> str:
     return _dumps(_packed_values(record))
 
 
+def sent_blob(record: MessageRecord) -> str:
+    """The field `s`: the columns its sending changes, but its state."""
+    return _dumps(_sent_values(record))
+
+
+def pid_field(record: MessageRecord) -> str:
+    """The field `pid` (the suffix of its pid: key), "" while it has no provider id."""
+    return f"{record.provider}:{record.provider_id}" if record.provider_id and record.provider else ""
+
+
+def receipt_blob(receipt: int, at: float | None, to: str) -> str:
+    """The field `r` once the receipt is owed ("1") or settled (a JSON list)."""
+    return "1" if receipt == 1 else _dumps([receipt, at, to])
+
+
 def message_fields(record: MessageRecord) -> list[str]:
-    """The hash fields of a new message: `d`, and each changing column not at its default value
-    (no provider id yet, no attempts, …), which is left out and reads back as that default."""
+    """The hash fields of a new message: `d`, and the others only where they are not at their
+    default (a new message as submits make them has none)."""
     out = ["d", packed(record)]
-    if _mutable_values(record) == _MUTABLE_AT_DEFAULT:
-        return out  # a new message as submits make them: nothing else to write
-    for name, default in _MUTABLE_DEFAULTS:
-        value = getattr(record, name)
-        if value is not None and value != default:
-            out.append(name)
-            out.append(_text(value))
+    if record.state:
+        out += ["state", str(record.state)]
+    sent = _sent_values(record)
+    if sent != _SENT_AT_DEFAULT:
+        out += ["s", _dumps(sent)]
+        pid = pid_field(record)
+        if pid:
+            out += ["pid", pid]
+    if record.receipt:
+        out += ["r", receipt_blob(record.receipt, record.receipt_at, record.receipt_to)]
     return out
 
 
@@ -124,11 +138,16 @@ def message_from_hash(h: dict[bytes, bytes]) -> MessageRecord | None:
     if blob is None:
         return _message_from_columns(h)
     values = dict(zip(_PACKED, _loads(blob), strict=True))
-    for name in MUTABLE:
+    for name in MUTABLE:  # as fields of their own: the layout before `s` and `r`
         raw = h.get(name.encode())
-        kind = _KINDS[name]
-        if raw is not None or "None" in kind:
-            values[name] = _parse(kind, raw)
+        if raw is not None:
+            values[name] = _parse(_KINDS[name], raw)
+    sent = h.get(b"s")
+    if sent is not None:
+        values.update(zip(_SENT, _loads(sent), strict=True))
+    r = h.get(b"r")
+    if r is not None:
+        values.update(zip(_RECEIPT, (1, None, "") if r == b"1" else _loads(r), strict=True))
     return MessageRecord(**values)
 
 
@@ -254,7 +273,7 @@ def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int]:
             d: Any = op
             held = entries.pop(f"{d.message_id}/final", None)
             account, entry = held[:2] if held is not None else ("", "")
-            dones.append(["D", d.message_id, str(d.receipt), repr(d.at), d.to, account, entry])
+            dones.append(["D", d.message_id, receipt_blob(d.receipt, d.at, d.to), account, entry])
         elif kind is AddEvent:
             e: Any = op
             detail = {"at": e.event.at, "event": e.event.event, "detail": e.event.detail}
@@ -266,19 +285,7 @@ def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int]:
             raise TypeError(f"unknown store op {op!r}")
     out = inserts
     for r in updates.values():
-        out.append(
-            [
-                "U",
-                r.id,
-                str(r.state),
-                r.provider,
-                r.provider_id,
-                r.err,
-                str(r.attempts),
-                _opt(r.done_at),
-                _opt(r.sent_at),
-                str(r.receipt),
-            ]
-        )
+        done_at = repr(r.done_at) if r.done_at is not None else ""
+        out.append(["U", r.id, str(r.state), pid_field(r), sent_blob(r), str(r.receipt), done_at])
     out += replaces + adds + removes + dones + events
     return _dumps_bytes(out), len(out)

@@ -4,10 +4,12 @@ claim of a dead process's work or a bucket's refill is all or nothing, in one ro
 Key layout, under the configured prefix P (all readable with redis-cli; on a Redis Cluster
 keys.py adds the hash tags: a message's keys in its partition, the processes' shared ones in
 one slot of their own):
-  P m:<id>        hash   a message: `d`, the columns fixed at submit (JSON list, codec.py); the
-                         changing ones a field each (one at its default value may be left out,
-                         an unset time is ""); `node`: the process that owns it, the only one
-                         whose writes to it count
+  P m:<id>        hash   a message (codec.py): `d`, the columns fixed at submit (JSON list);
+                         `state`; `s`, the others its sending changes (JSON list); `pid`, its
+                         "<provider>:<provider id>"; `r`, its receipt ("1" while owed, then
+                         JSON [receipt, receipt_at, receipt_to]); each left out while at its
+                         default; `node`: the process that owns it, the only one whose writes
+                         to it count
   P ev:<id>       list   the message's trail events (JSON), oldest first
   P open:<node>   set    ids of the unfinished messages a process owns (what a taker-over takes)
   P pid:<provider>:<provider id>   string  our id, while the message waits for its final status
@@ -47,7 +49,7 @@ local function drop_entry(P, stream, e, why, now, dropped, account)
   if on_row == '1' then
     local key = P .. 'm:' .. mid
     if redis.call('EXISTS', key) == 1 then  -- (in the done set since its final state)
-      redis.call('HSET', key, 'receipt', '4', 'receipt_at', now, 'receipt_to', why)
+      redis.call('HSET', key, 'r', '[4,' .. now .. ',' .. cjson.encode(why) .. ']')
     end
   end
   dropped[#dropped + 1] = account
@@ -60,12 +62,13 @@ end
 # ARGV: prefix, node, now, max_per_account, pid_ttl_ms, ops (JSON), trail ttl ms. Returns {fenced ids, early
 # reports (JSON), dropped receipts as (account, message_id, state, why) quadruples}.
 #
-# Redis's cost is per command (and, with AOF, per command written), so a message costs one hash
-# write at submit, one read and one write at its final state, one stream entry and one hash
-# write when its receipt is settled; what many messages of the batch share goes at the end in
-# one variadic command each (open set, done set, acks and deletes of stream entries, the
-# streams' length checks).
-# Ownership is the hash's `node` field, read with the old values an update needs.
+# Redis's cost is per command, per field and per value that crosses into Lua (and, with AOF, per
+# byte written), so a message costs one hash write at submit, one read (3 fields) and one write
+# (2) at its final state, one stream entry and one hash write (1) when its receipt is settled;
+# what many messages of the batch share goes at the end in one variadic command each (open set,
+# done set, acks and deletes of stream entries, the streams' length checks).
+# Ownership is the hash's `node` field, read with the old values an update needs: its state (a
+# final state applied again, by a retried batch, owes no second receipt) and its pid.
 COMMIT = (
     _DROP_ENTRY
     + """
@@ -73,7 +76,6 @@ local P, me, now = ARGV[1], ARGV[2], ARGV[3]
 local maxper, pidttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local ops = cjson.decode(ARGV[6])
 local trailttl = tonumber(ARGV[7])
-local NULL = cjson.null
 local fenced, early, dropped, newly_owed = {}, {}, {}, {}
 local opened, closed, done, unpid = {}, {}, {}, {}
 local acks, added = {}, {}
@@ -99,29 +101,35 @@ for _, op in ipairs(ops) do
     local id = op[2]
     redis.call('HSET', P .. 'm:' .. id, 'node', me, unpack(op[4]))
     if tonumber(op[3]) < 2 then opened[#opened + 1] = id end
-  elseif kind == 'U' then
+  elseif kind == 'U' then  -- id, state, pid, s, receipt, done_at
     local id = op[2]
     local key = P .. 'm:' .. id
-    local old = redis.call('HMGET', key, 'node', 'provider', 'provider_id', 'receipt')
+    local old = redis.call('HMGET', key, 'node', 'state', 'pid')
     if old[1] ~= me then
       fenced[#fenced + 1] = id
     else
-      local state, provider, pid, receipt = tonumber(op[3]), op[4], op[5], op[10]
-      local done_at, sent_at = op[8], op[9]
-      if done_at == NULL then done_at = '' end
-      if sent_at == NULL then sent_at = '' end
-      redis.call('HSET', key, 'state', op[3], 'provider', provider, 'provider_id', pid,
-        'err', op[6], 'attempts', op[7], 'receipt', receipt, 'done_at', done_at, 'sent_at', sent_at)
-      local had = old[3] and old[3] ~= '' and old[2]
-      if state < 2 and pid ~= '' and provider ~= '' and (old[3] ~= pid or old[2] ~= provider) then
-        redis.call('SET', P .. 'pid:' .. provider .. ':' .. pid, id, 'PX', pidttl)
-        local e = redis.call('GETDEL', P .. 'early:' .. provider .. ':' .. pid)
-        if e then early[#early + 1] = e end
-      end
-      if state >= 2 then
+      local state, pid, oldpid = tonumber(op[3]), op[4], old[3] or ''
+      if state < 2 then
+        if pid ~= oldpid then
+          redis.call('HSET', key, 'state', op[3], 's', op[5], 'pid', pid)
+          if pid ~= '' then
+            redis.call('SET', P .. 'pid:' .. pid, id, 'PX', pidttl)
+            local e = redis.call('GETDEL', P .. 'early:' .. pid)
+            if e then early[#early + 1] = e end
+          end
+        else
+          redis.call('HSET', key, 'state', op[3], 's', op[5])
+        end
+      else
+        if op[6] == '1' and tonumber(old[2] or '0') < 2 then
+          newly_owed[id] = true
+          redis.call('HSET', key, 'state', op[3], 's', op[5], 'r', '1')
+        else
+          redis.call('HSET', key, 'state', op[3], 's', op[5])
+        end
         closed[#closed + 1] = id
-        if had then unpid[#unpid + 1] = P .. 'pid:' .. old[2] .. ':' .. old[3] end
-        if receipt == '1' and old[4] ~= '1' then newly_owed[id] = true end
+        if oldpid ~= '' then unpid[#unpid + 1] = P .. 'pid:' .. oldpid end
+        local done_at = op[7]
         if done_at == '' then done_at = now end
         done[#done + 1] = done_at  -- (retention passes over it while its receipt is owed)
         done[#done + 1] = id
@@ -149,14 +157,14 @@ for _, op in ipairs(ops) do
     end
   elseif kind == 'X' then
     ack(P .. 'rx:' .. op[2], op[3])
-  elseif kind == 'D' then
+  elseif kind == 'D' then  -- id, r, account, entry
     local key = P .. 'm:' .. op[2]
-    -- one write, no read: a message with a receipt owed has its `receipt` field (and is not
-    -- purged while it is owed), so three new fields mean it was gone: take them out again
-    if redis.call('HSET', key, 'receipt', op[3], 'receipt_at', op[4], 'receipt_to', op[5]) == 3 then
+    -- one write, no read: a message with a receipt owed has its `r` (and is not purged while it
+    -- is owed), so a new field means it was gone (or of the layout before, with `receipt`)
+    if redis.call('HSET', key, 'r', op[3]) == 1 and redis.call('HEXISTS', key, 'node') == 0 then
       redis.call('DEL', key)
     end
-    if op[7] ~= '' then ack(P .. 'rx:' .. op[6], op[7]) end
+    if op[5] ~= '' then ack(P .. 'rx:' .. op[4], op[5]) end
   elseif kind == 'E' then
     local key = P .. 'ev:' .. op[2]
     redis.call('RPUSH', key, op[3])
@@ -195,8 +203,10 @@ local P, me, provider, pid, mid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local id = false
 if pid ~= '' then id = redis.call('GET', P .. 'pid:' .. provider .. ':' .. pid) end
 if not id and mid ~= '' then
-  local h = redis.call('HMGET', P .. 'm:' .. mid, 'provider', 'state')
-  if h[1] == provider and h[2] and tonumber(h[2]) < 2 then id = mid end
+  local h = redis.call('HMGET', P .. 'm:' .. mid, 'state', 's', 'provider')
+  local by = h[3]  -- (a hash of the layout before `s`)
+  if h[2] then by = cjson.decode(h[2])[1] end
+  if by == provider and tonumber(h[1] or '0') < 2 then id = mid end
 end
 if not id then
   if pid ~= '' then
@@ -409,7 +419,8 @@ local t = redis.call('TIME')
 local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 local doomed, keys, owed = {}, {}, {}
 for _, id in ipairs(ids) do
-  if redis.call('HGET', P .. 'm:' .. id, 'receipt') == '1' then
+  local r = redis.call('HMGET', P .. 'm:' .. id, 'r', 'receipt')  -- (`receipt`: the layout before)
+  if r[1] == '1' or (not r[1] and r[2] == '1') then
     owed[#owed + 1] = now
     owed[#owed + 1] = id
   else
