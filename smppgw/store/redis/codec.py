@@ -264,7 +264,10 @@ def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int]:
             updates[op.record.id] = op.record  # type: ignore[union-attr]
         elif kind is AddOutbox:
             o = op.record  # type: ignore[union-attr]
-            adds.append(["A", o.account, o.key, o.message_id, "1" if o.on_row else "0", entry_blob(o)])
+            if o.on_row:  # added with its message's final state (the script knows it by its id)
+                adds.append(["A", o.account, o.message_id, entry_blob(o)])
+            else:  # added once by its key
+                adds.append(["a", o.account, o.key, entry_blob(o)])
         elif kind is RemoveOutbox:
             held = entries.pop(op.key, None)  # type: ignore[union-attr]
             if held is not None:
@@ -285,7 +288,10 @@ def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int]:
             raise TypeError(f"unknown store op {op!r}")
     out = inserts
     for r in updates.values():
-        done_at = repr(r.done_at) if r.done_at is not None else ""
-        out.append(["U", r.id, str(r.state), pid_field(r), sent_blob(r), str(r.receipt), done_at])
+        if r.state < 2:  # (a final state's pid: index goes, by the pid the hash has)
+            out.append(["U", r.id, str(r.state), pid_field(r), sent_blob(r)])
+        else:
+            done_at = repr(r.done_at) if r.done_at is not None else ""
+            out.append(["U", r.id, str(r.state), "", sent_blob(r), str(r.receipt), done_at])
     out += replaces + adds + removes + dones + events
     return _dumps_bytes(out), len(out)

@@ -101,7 +101,7 @@ for _, op in ipairs(ops) do
     local id = op[2]
     redis.call('HSET', P .. 'm:' .. id, 'node', me, unpack(op[4]))
     if tonumber(op[3]) < 2 then opened[#opened + 1] = id end
-  elseif kind == 'U' then  -- id, state, pid, s, receipt, done_at
+  elseif kind == 'U' then  -- id, state, pid, s; a final state: id, state, '', s, receipt, done_at
     local id = op[2]
     local key = P .. 'm:' .. id
     local old = redis.call('HMGET', key, 'node', 'state', 'pid')
@@ -143,17 +143,16 @@ for _, op in ipairs(ops) do
     else
       redis.call('HSET', key, 'd', op[3])
     end
-  elseif kind == 'A' then
-    local account, rkey, mid, on_row = op[2], op[3], op[4], op[5]
+  elseif kind == 'A' or kind == 'a' then  -- account, message id (A) or key (a), entry
     local add
-    if on_row == '1' then
-      add = newly_owed[mid]
-    else
-      add = redis.call('SET', P .. 'rk:' .. rkey, '1', 'NX', 'PX', 86400000)
+    if kind == 'A' then  -- a final receipt: with its message's final state, once
+      add = newly_owed[op[3]]
+    else  -- an intermediate receipt or MO: once by its key
+      add = redis.call('SET', P .. 'rk:' .. op[3], '1', 'NX', 'PX', 86400000)
     end
     if add then
-      redis.call('XADD', P .. 'rx:' .. account, '*', 'd', op[6])
-      added[account] = true
+      redis.call('XADD', P .. 'rx:' .. op[2], '*', 'd', op[4])
+      added[op[2]] = true
     end
   elseif kind == 'X' then
     ack(P .. 'rx:' .. op[2], op[3])
