@@ -5,7 +5,7 @@ commit script, a provider's report as JSON."""
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
@@ -14,6 +14,7 @@ import orjson
 
 from smppgw.providers.base import StatusReport
 from smppgw.store.base import (
+    RECEIPT_OWED,
     AddEvent,
     AddOutbox,
     InsertMessage,
@@ -29,7 +30,6 @@ from smppgw.store.base import (
 _MSG = [(f.name, str(f.type)) for f in fields(MessageRecord)]
 _OUT = [(f.name, str(f.type)) for f in fields(OutboxRecord) if f.name not in ("short_message", "on_row")]
 _HEAD = ("key", "message_id", "on_row", "state")  # first in every entry (scripts.py reads them)
-_NO_DEFAULT = object()
 # A message's hash, for the scripts to read and write as few fields and bytes as they can (Redis's
 # cost is per field and per byte it parses and appends to its AOF):
 #   d      the columns that never change once stored (replace_sm excepted, which writes them all
@@ -47,8 +47,8 @@ _SENT = ("provider", "provider_id", "err", "attempts", "done_at", "sent_at")
 _RECEIPT = ("receipt", "receipt_at", "receipt_to")
 MUTABLE = ("state", *_SENT, *_RECEIPT)
 _PACKED = [name for name, _ in _MSG if name not in MUTABLE]
-_DEFAULTS = {f.name: _NO_DEFAULT if f.default is MISSING else f.default for f in fields(MessageRecord)}
-_SENT_AT_DEFAULT = tuple(_DEFAULTS[name] for name in _SENT)
+_DEFAULTS = {f.name: f.default for f in fields(MessageRecord)}
+_SENT_DEFAULTS = tuple(_DEFAULTS[name] for name in _SENT)
 _KINDS = dict(_MSG)
 _ENTRY_PACKED = [name for name, _ in _OUT if name not in _HEAD]
 
@@ -113,7 +113,7 @@ def pid_field(record: MessageRecord) -> str:
 
 def receipt_blob(receipt: int, at: float | None, to: str) -> str:
     """The field `r` once the receipt is owed ("1") or settled (a JSON list)."""
-    return "1" if receipt == 1 else _dumps([receipt, at, to])
+    return "1" if receipt == RECEIPT_OWED else _dumps([receipt, at, to])
 
 
 def message_fields(record: MessageRecord) -> list[str]:
@@ -123,7 +123,7 @@ def message_fields(record: MessageRecord) -> list[str]:
     if record.state:
         out += ["state", str(record.state)]
     sent = _sent_values(record)
-    if sent != _SENT_AT_DEFAULT:
+    if sent != _SENT_DEFAULTS:
         out += ["s", _dumps(sent)]
         pid = pid_field(record)
         if pid:
@@ -147,7 +147,7 @@ def message_from_hash(h: dict[bytes, bytes]) -> MessageRecord | None:
         values.update(zip(_SENT, _loads(sent), strict=True))
     r = h.get(b"r")
     if r is not None:
-        values.update(zip(_RECEIPT, (1, None, "") if r == b"1" else _loads(r), strict=True))
+        values.update(zip(_RECEIPT, (RECEIPT_OWED, None, "") if r == b"1" else _loads(r), strict=True))
     return MessageRecord(**values)
 
 
