@@ -111,6 +111,44 @@ async def test_a_final_receipt_reaches_the_process_that_has_room_for_it_and_sett
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_submit_is_stored_while_state_changes_are_still_being_written(keys):
+    """New messages commit in a lane of their own: a submit waits for the submits before it,
+    not for a batch of state changes in flight (each costs Redis about what an insert does)."""
+
+    async def body():
+        import asyncio
+
+        url, p = keys
+        store, _ = make_store(url, p, "n1")
+        first = message(1)
+        assert await write(store, [InsertMessage(first)]) is None
+        held, apply = asyncio.Event(), store._apply
+
+        async def slow_state_changes(part):
+            if not part.inserted:
+                await held.wait()  # the state changes' round trip, made long
+            return await apply(part)
+
+        store._apply = slow_state_changes
+        answers: dict[str, BaseException | None] = {}
+        first.state, first.provider_id = ENROUTE, "p1"
+        store.write([UpdateMessage(first)], lambda e: answers.setdefault("update", e))
+        store.write([], lambda e: answers.setdefault("after update", e))  # waits for the update
+        store.write([InsertMessage(message(2))], lambda e: answers.setdefault("insert", e))
+        await until(lambda: "insert" in answers)
+        assert answers == {"insert": None}  # stored, while the update is still on its way
+        assert raw(url).exists(f"{p}m:0000000002")
+        held.set()
+        await until(lambda: len(answers) == 3)
+        assert answers == {"insert": None, "update": None, "after update": None}
+        back = await get(store, first.id)
+        assert back is not None and (back.state, back.provider_id) == (ENROUTE, "p1")
+        await close(store)
+
+    await aio(body())
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_batch_applied_twice_adds_its_receipts_once(keys):
     async def body():
         url, p = keys
@@ -118,13 +156,13 @@ async def test_a_batch_applied_twice_adds_its_receipts_once(keys):
         m = message(3)
         await_ops = [InsertMessage(m)]
         part = _Part([(await_ops, lambda e: None)], {}, store.keys)
-        await store._apply([part, None])
+        await store._apply(part)
         m.state, m.done_at, m.receipt = 2, 1500.0, RECEIPT_OWED
         enroute = message(4, state=1)
         ops = [UpdateMessage(m), AddOutbox(receipt(m)), AddOutbox(receipt(enroute, on_row=False))]
         part = _Part([(ops, lambda e: None)], {}, store.keys)
-        await store._apply([part, None])
-        await store._apply([part, None])  # the answer was lost: the same bytes again
+        await store._apply(part)
+        await store._apply(part)  # the answer was lost: the same bytes again
         assert raw(url).xlen(f"{p}rx:demo") == 2
         await close(store)
 

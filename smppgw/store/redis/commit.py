@@ -1,11 +1,19 @@
 """The Redis store's group commit (a mixin of RedisStore, which holds its state).
 
-Everything `write` gets in one loop turn goes to Redis in one round trip: up to two calls of the
-COMMIT script, state changes first, then new messages and MO, and a WAIT with `wait_replicas`.
-The next batch gathers while one is in flight. When Redis is away (unreachable, full, read-only,
-loading), new messages and MO fail at once (their senders send again) and what such a batch may
-have written is deleted before the next commit; state changes are kept and written again, in
-order, until Redis takes them (the script makes a second application harmless).
+Writes go in two lanes, each with one commit in flight and the next gathering behind it:
+  - new: a new message or MO (what a sender is waiting on with its window open);
+  - changes: everything else (state changes, receipts, their settling, trail events, the empty
+    write that waits for the writes before it), in the order they were made.
+A commit is one round trip: a COMMIT script call per partition, and a WAIT with
+`wait_replicas`. The lanes need no order between them: a message's first state change is made
+only once its insert was committed (ack after durability, then dispatch), an MO's settle only
+once it was read back. So a submit does not wait behind the state changes of a whole batch
+(each costs Redis about as much as the insert itself), only behind the other submits.
+
+When Redis is away (unreachable, full, read-only, loading), new messages and MO fail at once
+(their senders send again) and what such a batch may have written is deleted before the next
+commit of either lane; state changes are kept and written again, in order, until Redis takes them (the
+script makes a second application harmless).
 """
 
 from __future__ import annotations
@@ -133,14 +141,27 @@ def _merged(replies: list[Any]) -> list[Any]:
     return out
 
 
-class Commits:
-    """Group commit; RedisStore provides the state it names (queue, kept, client, …)."""
+class _Lane:
+    """One lane's writes waiting, and whether a commit of it is due or in flight."""
 
-    _queue: deque[tuple[Sequence[Op], Done]]
+    __slots__ = ("queue", "due", "busy")
+
+    def __init__(self) -> None:
+        self.queue: deque[tuple[Sequence[Op], Done]] = deque()
+        self.due = False
+        self.busy = False
+
+    def idle(self) -> bool:
+        return not (self.queue or self.busy)
+
+
+class Commits:
+    """Group commit; RedisStore provides the state it names (lanes, kept, client, …)."""
+
+    _new: _Lane
+    _changes: _Lane
     _kept: deque[_Part]
     _compensate: list[str]
-    _flush_due: bool
-    _committing: bool
     batches: int
     ops_written: int
     config: Any
@@ -159,102 +180,134 @@ class Commits:
     # and up(ok, error): RedisStore's record of whether Redis answers
 
     def write(self, ops: Sequence[Op], done: Done, *, high_id: int = 0) -> None:
-        self._queue.append((ops, done))
-        if not self._flush_due and not self._committing:
-            self._flush_due = True
-            asyncio.get_event_loop().call_soon(self._flush)
+        if _fresh(ops):
+            lane, flush = self._new, self._flush_new
+        else:
+            lane, flush = self._changes, self._flush_changes
+        lane.queue.append((ops, done))
+        if not lane.due and not lane.busy:
+            lane.due = True
+            asyncio.get_event_loop().call_soon(flush)
 
-    def _flush(self) -> None:
-        """Start the next commit: a kept batch alone while Redis is away (new submits and MO
-        fail at once meanwhile), else everything queued, as one round trip of up to two script
-        calls: state changes, then new messages (so that only the second can fail fast)."""
-        self._flush_due = False
-        if self._committing or not (self._queue or self._kept):
+    def settled(self) -> bool:
+        """Nothing queued, in flight or kept."""
+        return self._new.idle() and self._changes.idle() and not self._kept
+
+    def _take(self, lane: _Lane) -> list[tuple[Sequence[Op], Done]]:
+        taken: list[tuple[Sequence[Op], Done]] = []
+        count = 0
+        while lane.queue and count < self.max_batch:
+            ops, done = lane.queue.popleft()
+            taken.append((ops, done))
+            count += len(ops)
+        return taken
+
+    def _flush_new(self) -> None:
+        """Start the next commit of new messages and MO; while Redis is away (state changes
+        kept), refuse them at once instead."""
+        lane = self._new
+        lane.due = False
+        if lane.busy or not lane.queue:
             return
         if self._kept:
-            keep: deque[tuple[Sequence[Op], Done]] = deque()
-            refused: list[tuple[Sequence[Op], Done]] = []
-            while self._queue:
-                ops, done = self._queue.popleft()
-                (refused if _fresh(ops) else keep).append((ops, done))
-            self._queue = keep
+            refused, lane.queue = list(lane.queue), deque()
             _answer(refused, StoreUnavailable("redis unreachable"))
-            state, fresh = self._kept[0], None
-        else:
-            state_writes: list[tuple[Sequence[Op], Done]] = []
-            fresh_writes: list[tuple[Sequence[Op], Done]] = []
-            count = 0
-            while self._queue and count < self.max_batch:
-                ops, done = self._queue.popleft()
-                (fresh_writes if _fresh(ops) else state_writes).append((ops, done))
-                count += len(ops)
-            if self._queue:
-                self._take_followers(state_writes, fresh_writes)
-            entries, keys = self.feed.held, self.keys
-            state = _Part(state_writes, entries, keys) if state_writes else None
-            fresh = _Part(fresh_writes, entries, keys) if fresh_writes else None
-        self._committing = True
-        start(self._commit(state, fresh))
+            return
+        lane.busy = True
+        start(self._commit_new(_Part(self._take(lane), self.feed.held, self.keys)))
 
-    def _take_followers(
-        self, state_writes: list[tuple[Sequence[Op], Done]], fresh_writes: list[tuple[Sequence[Op], Done]]
-    ) -> None:
+    def _flush_changes(self) -> None:
+        """Start the next commit of state changes: the kept batch alone while Redis is away,
+        else what is queued (up to max_batch, and the later writes of the records cut)."""
+        lane = self._changes
+        lane.due = False
+        if lane.busy or not (lane.queue or self._kept):
+            return
+        if self._kept:
+            part = self._kept[0]
+        else:
+            taken = self._take(lane)
+            if lane.queue:
+                self._take_followers(taken)
+            part = _Part(taken, self.feed.held, self.keys)
+        lane.busy = True
+        start(self._commit_changes(part))
+
+    def _take_followers(self, taken: list[tuple[Sequence[Op], Done]]) -> None:
         """After a cut at max_batch: an update is encoded with its record's columns as they are
         now, so the record's later writes still queued (a final state with its receipt) go in
         this batch too; otherwise the script sees the final state without the receipt it owes,
         and the next batch's update of a message no longer open counts as not ours."""
-        taken = state_writes + fresh_writes
+        lane = self._changes
         ids = {op.record.id for ops, _ in taken for op in ops if type(op) is UpdateMessage}  # type: ignore[union-attr]
         rest: deque[tuple[Sequence[Op], Done]] = deque()
-        for ops, done in self._queue:
+        for ops, done in lane.queue:
             mine = {op.record.id for op in ops if type(op) is UpdateMessage}  # type: ignore[union-attr]
             if mine & ids:
                 ids |= mine
-                (fresh_writes if _fresh(ops) else state_writes).append((ops, done))
+                taken.append((ops, done))
             else:
                 rest.append((ops, done))
-        self._queue = rest
+        lane.queue = rest
 
-    async def _commit(self, state: _Part | None, fresh: _Part | None) -> None:
-        errors: list[BaseException | None] = [None, None]
-        results: list[Any] = [None, None]
+    async def _commit_new(self, part: _Part) -> None:
+        error: BaseException | None = None
+        result: Any = None
         try:
             if self._compensate:
                 await self._undo_uncertain()
-            results = await self._apply([state, fresh])
+            result = await self._apply(part)
             self.up(True)
         except UNREACHABLE as e:
-            self.up(False, e)
-            errors = [StoreUnavailable(f"redis unreachable: {type(e).__name__}")] * 2
-            await self.shards.refresh()
-        for i, r in enumerate(results):
-            if isinstance(r, Exception):
-                results[i] = None
-                if isinstance(r, BUSY_ERRORS) or str(r).startswith(BUSY_STATES):  # Redis is "away"
-                    self.up(False, r)
-                    errors[i] = StoreUnavailable(f"redis refused the write: {str(r)[:60]}")
-                    continue
-                # a script error: this part can never succeed; Redis may have applied some of it
-                log.error("event=store_commit_failed error=%r", r)
-                errors[i] = r
-        self._committing = False
-        kept = bool(self._kept) and self._kept[0] is state
-        if state is not None:
-            if isinstance(errors[0], StoreUnavailable):
-                if not kept:
-                    self._kept.append(state)  # written again until Redis takes it
-            else:
-                if kept:
-                    self._kept.popleft()
-                self._done(state, errors[0], results[0])
-        if fresh is not None:
-            if errors[1] is not None:
-                self._compensate.extend(fresh.inserted)
-            self._done(fresh, errors[1], results[1])
-        if self._kept and isinstance(errors[0], StoreUnavailable):
+            error = await self._away(e)
+        if isinstance(result, Exception):
+            error, result = self._refusal(result), None
+        self._new.busy = False
+        if error is not None:
+            self._compensate.extend(part.inserted)
+        self._done(part, error, result)
+        if self._new.queue:
+            self._flush_new()
+
+    async def _commit_changes(self, part: _Part) -> None:
+        error: BaseException | None = None
+        result: Any = None
+        try:
+            if self._compensate:  # (as soon as either lane can: a process taking over would send them)
+                await self._undo_uncertain()
+            result = await self._apply(part)
+            self.up(True)
+        except UNREACHABLE as e:
+            error = await self._away(e)
+        if isinstance(result, Exception):
+            error, result = self._refusal(result), None
+        lane = self._changes
+        kept = bool(self._kept) and self._kept[0] is part
+        if isinstance(error, StoreUnavailable):
+            if not kept:
+                self._kept.append(part)  # written again until Redis takes it
             await asyncio.sleep(0.2)
-        if self._queue or self._kept:
-            self._flush()
+        else:
+            if kept:
+                self._kept.popleft()
+            self._done(part, error, result)
+        lane.busy = False
+        if lane.queue or self._kept:
+            self._flush_changes()
+
+    async def _away(self, e: BaseException) -> StoreUnavailable:
+        self.up(False, e)
+        await self.shards.refresh()
+        return StoreUnavailable(f"redis unreachable: {type(e).__name__}")
+
+    def _refusal(self, r: Exception) -> BaseException:
+        """A part's error reply: Redis "away" (kept, or refused at once), else a script error:
+        this part can never succeed, and Redis may have applied some of it."""
+        if isinstance(r, BUSY_ERRORS) or str(r).startswith(BUSY_STATES):
+            self.up(False, r)
+            return StoreUnavailable(f"redis refused the write: {str(r)[:60]}")
+        log.error("event=store_commit_failed error=%r", r)
+        return r
 
     def _done(self, part: _Part, error: BaseException | None, result: Any) -> None:
         if error is None:
@@ -264,38 +317,29 @@ class Commits:
         if result is not None:
             self._after(result)
 
-    async def _apply(self, parts: list[_Part | None]) -> list[Any]:
-        """One round trip (per shard, all at once): a commit-script call per part and
-        partition, with a WAIT; per-part results (the partitions' merged), a script error as
-        the exception in its place."""
+    async def _apply(self, part: _Part) -> Any:
+        """One round trip (per shard, all at once): a commit-script call per partition, with a
+        WAIT; the partitions' results merged, or the first script error."""
         assert self.scripts is not None
         sha, now, keys = self.scripts.shas["commit"], repr(time.time()), self.keys
         maxper = -(-self.max_per_account // keys.count)  # each partition holds its share
         calls: list[tuple[str, list[Any]]] = []
-        for part in parts:
-            for p, payload in part.payloads if part is not None else ():
-                head = [keys.parts[p], self.node, now, maxper, self.pid_ttl_ms]
-                route = keys.route(p)
-                calls.append((route, ["EVALSHA", sha, 1, route, *head, payload, self.trail_ttl_ms]))
+        for p, payload in part.payloads:
+            head = [keys.parts[p], self.node, now, maxper, self.pid_ttl_ms]
+            route = keys.route(p)
+            calls.append((route, ["EVALSHA", sha, 1, route, *head, payload, self.trail_ttl_ms]))
         wait = None
         if self.config.wait_replicas:
             wait = (self.config.wait_replicas, int(self.config.wait_timeout * 1000))
         replies = await self.shards.run(calls, wait)
         if any(isinstance(r, NoScriptError) for r in replies):  # Redis restarted without scripts
             self.scripts.shas["commit"] = await self.client.script_load(ALL["commit"])
-            return await self._apply(parts)
+            return await self._apply(part)
         for r in replies:
             if isinstance(r, UNREACHABLE):
                 raise r
-        out: list[Any] = []
-        for part in parts:
-            if part is None:
-                out.append(None)
-                continue
-            mine, replies = replies[: len(part.payloads)], replies[len(part.payloads) :]
-            failed = [r for r in mine if isinstance(r, Exception)]
-            out.append(failed[0] if failed else _merged(mine))
-        return out
+        failed = [r for r in replies if isinstance(r, Exception)]
+        return failed[0] if failed else _merged(replies)
 
     async def _undo_uncertain(self) -> None:
         """Delete the messages of failed batches that Redis may have stored after all: nobody

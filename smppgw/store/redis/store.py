@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import redis
@@ -32,9 +32,7 @@ from smppgw.logs import event
 from smppgw.providers.base import StatusReport
 from smppgw.store.base import (
     Bucket,
-    Done,
     MessageRecord,
-    Op,
     OutboxRecord,
     Slots,
     Snapshot,
@@ -43,7 +41,7 @@ from smppgw.store.base import (
     TrailEvent,
 )
 from smppgw.store.redis.codec import message_from_hash, report_json
-from smppgw.store.redis.commit import Commits, _Part
+from smppgw.store.redis.commit import Commits, _Lane, _Part
 from smppgw.store.redis.feed import BLOCK_MS, GROUP, Feed
 from smppgw.store.redis.keys import Keys
 from smppgw.store.redis.node import Lease, default_name, register
@@ -74,9 +72,7 @@ class RedisStore(Commits):
         self.trail_ttl_ms = int((config.keep_final + dispatch.status_horizon + 86400) * 1000)
         self.max_batch = config.max_batch
         self.sink: StoreSink | None = None
-        self._queue: deque[tuple[Sequence[Op], Done]] = deque()
-        self._flush_due = False
-        self._committing = False
+        self._new, self._changes = _Lane(), _Lane()  # the commit lanes (commit.py)
         self._kept: deque[_Part] = deque()  # state changes written again until Redis takes them
         self._compensate: list[str] = []  # ids a failed batch may have stored: delete them
         self._up = True
@@ -148,7 +144,7 @@ class RedisStore(Commits):
         """Finish the writes under way, stop the loops, and end the heartbeat so that another
         process takes over at once what is still unfinished here."""
         deadline = time.monotonic() + grace
-        while (self._queue or self._committing or self._kept) and time.monotonic() < deadline:
+        while not self.settled() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         loops = {self.lease.task, *self.feed.tasks}
         chores = self._tasks - loops  # records given back, binds released: let them land
