@@ -239,8 +239,9 @@ def report_from_json(raw: bytes | str) -> tuple[str, StatusReport]:
 # -- a batch of ops -----------------------------------------------------------------------------
 
 
-def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int]:
-    """The commit script's op list as JSON (UTF-8 text stays text), and how many ops it holds.
+def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int, list[OutboxRecord]]:
+    """The commit script's op list as JSON (UTF-8 text stays text), how many ops it holds, and
+    the deliver_sm it adds in the order of their ops (the script names one by its place there).
 
     In causal order, as the SQLite store applies them: new messages, their updates (one per
     message: an update writes the record's current columns), replaced contents, new deliver_sm,
@@ -251,6 +252,7 @@ def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int]:
     updates: dict[str, MessageRecord] = {}
     replaces: list[Any] = []
     adds: list[Any] = []
+    added: list[OutboxRecord] = []
     removes: list[Any] = []
     dones: list[Any] = []
     events: list[Any] = []
@@ -264,6 +266,7 @@ def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int]:
             updates[op.record.id] = op.record  # type: ignore[union-attr]
         elif kind is AddOutbox:
             o = op.record  # type: ignore[union-attr]
+            added.append(o)
             if o.on_row:  # added with its message's final state (the script knows it by its id)
                 adds.append(["A", o.account, o.message_id, entry_blob(o)])
             else:  # added once by its key
@@ -294,4 +297,4 @@ def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int]:
             done_at = repr(r.done_at) if r.done_at is not None else ""
             out.append(["U", r.id, str(r.state), "", sent_blob(r), str(r.receipt), done_at])
     out += replaces + adds + removes + dones + events
-    return _dumps_bytes(out), len(out)
+    return _dumps_bytes(out), len(out), added

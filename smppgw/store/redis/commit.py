@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import (
     MasterDownError,
@@ -43,12 +44,13 @@ from smppgw.store.base import (
     Done,
     InsertMessage,
     Op,
+    OutboxRecord,
     ReceiptDone,
     RemoveOutbox,
     ReplaceMessage,
     UpdateMessage,
 )
-from smppgw.store.redis.codec import encode_ops, report_from_json
+from smppgw.store.redis.codec import encode_ops, record_from_entry, report_from_json
 from smppgw.store.redis.keys import Keys
 from smppgw.store.redis.scripts import ALL
 from smppgw.store.redis.shards import MOVING
@@ -94,22 +96,23 @@ class _Part:
     each encoded once (a retry sends the same bytes)."""
 
     __slots__ = ("writes", "payloads", "count", "inserted")
+    payloads: list[tuple[int, bytes, list[OutboxRecord]]]  # partition, ops, the deliver_sm they add
 
     def __init__(self, writes: list[tuple[Sequence[Op], Done]], entries: dict[str, Any], keys: Keys) -> None:
         self.writes = writes
         ops = [op for ops, _ in writes for op in ops]
         now = time.time()
         if keys.count == 1:
-            payload, self.count = encode_ops(ops, now, entries)
-            self.payloads = [(0, payload)]
+            payload, self.count, added = encode_ops(ops, now, entries)
+            self.payloads = [(0, payload, added)]
         else:
             split: dict[int, list[Op]] = {}
             for op in ops:
                 split.setdefault(_partition(op, keys, entries), []).append(op)
             self.payloads, self.count = [], 0
             for p, some in sorted(split.items()):
-                payload, n = encode_ops(some, now, entries)
-                self.payloads.append((p, payload))
+                payload, n, added = encode_ops(some, now, entries)
+                self.payloads.append((p, payload, added))
                 self.count += n
         self.inserted = [
             op.record.id  # type: ignore[union-attr]
@@ -131,14 +134,30 @@ def _answer(writes: list[tuple[Sequence[Op], Done]], error: BaseException | None
 
 
 def _merged(replies: list[Any]) -> list[Any]:
-    """The partitions' answers as one: {fenced ids, early reports, dropped receipts}."""
+    """The partitions' answers as one: {fenced ids, early reports, dropped receipts, deliver_sm
+    taken}."""
     if len(replies) == 1:
         return list(replies[0])
-    out: list[list[Any]] = [[], [], []]
+    out: list[list[Any]] = [[], [], [], []]
     for r in replies:
         for mine, theirs in zip(out, r, strict=True):
             mine.extend(theirs)
     return out
+
+
+def _taken(reply: list[Any], p: int, added: list[OutboxRecord]) -> list[Any]:
+    """The deliver_sm a commit's script took for this process's receivers: (account, entry id,
+    record, partition); a record the batch added is that record, one waiting before is read."""
+    out, flat = [], reply[3]
+    for i in range(0, len(flat), 3):
+        account, entry, what = flat[i].decode(), flat[i + 1].decode(), flat[i + 2]
+        if type(what) is int:
+            record = added[what - 1]
+        else:
+            record = record_from_entry(dict(zip(what[::2], what[1::2], strict=True)))
+        out.append((account, entry, record, p))
+    reply[3] = out
+    return reply
 
 
 class _Lane:
@@ -324,10 +343,10 @@ class Commits:
         sha, now, keys = self.scripts.shas["commit"], repr(time.time()), self.keys
         maxper = -(-self.max_per_account // keys.count)  # each partition holds its share
         calls: list[tuple[str, list[Any]]] = []
-        for p, payload in part.payloads:
+        for p, payload, added in part.payloads:
             head = [keys.parts[p], self.node, now, maxper, self.pid_ttl_ms]
-            route = keys.route(p)
-            calls.append((route, ["EVALSHA", sha, 1, route, *head, payload, self.trail_ttl_ms]))
+            route, here = keys.route(p), self._receivers_here(added)
+            calls.append((route, ["EVALSHA", sha, 1, route, *head, payload, self.trail_ttl_ms, here]))
         wait = None
         if self.config.wait_replicas:
             wait = (self.config.wait_replicas, int(self.config.wait_timeout * 1000))
@@ -339,7 +358,22 @@ class Commits:
             if isinstance(r, UNREACHABLE):
                 raise r
         failed = [r for r in replies if isinstance(r, Exception)]
-        return failed[0] if failed else _merged(replies)
+        if failed:
+            return failed[0]
+        return _merged([_taken(r, p, added) for r, (p, _, added) in zip(replies, part.payloads, strict=True)])
+
+    def _receivers_here(self, added: list[OutboxRecord]) -> str:
+        """How many of the deliver_sm a batch adds this process's receivers take now, per
+        account (JSON for the script), '' for none."""
+        rooms = self.feed.rooms
+        if not added or not rooms:
+            return ""
+        counts: dict[str, int] = {}
+        for record in added:
+            account = record.account
+            if rooms.get(account, 0) > counts.get(account, 0):
+                counts[account] = counts.get(account, 0) + 1
+        return orjson.dumps(counts).decode() if counts else ""
 
     async def _undo_uncertain(self) -> None:
         """Delete the messages of failed batches that Redis may have stored after all: nobody
@@ -358,7 +392,7 @@ class Commits:
         event(log, "uncertain_submits_removed", messages=len(ids))
 
     def _after(self, result: Any) -> None:
-        fenced, early, dropped = result
+        fenced, early, dropped, taken = result
         if fenced:
             event(log, "not_owner", logging.WARNING, messages=len(fenced), first=fenced[0].decode())
         sink = self.sink
@@ -367,6 +401,8 @@ class Commits:
             if sink is not None:
                 sink.forwarded(provider, report)
         self.report_dropped(dropped)
+        if taken:
+            self.feed.hand(taken)
 
     def report_dropped(self, dropped: list[Any]) -> None:
         for i in range(0, len(dropped), 4):

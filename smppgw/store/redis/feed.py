@@ -4,8 +4,10 @@ Every account has a stream `rx:<account>` read through the consumer group "gw": 
 goes to one process. A process reads an account's stream only while it has a receiver of that
 account with room (`want`), as many entries as that room, in one blocking XREADGROUP over all
 such streams and its own `inbox:<node>` (reports other processes forward to it; a "wake" entry
-there ends the blocking read when an account gets room). An entry stays pending for the process
-until its deliver_sm is answered (the commit script acknowledges and deletes it).
+there ends the blocking read when an account gets room). A commit that adds entries for an
+account with room here takes them for this process itself (scripts.py), and `hand` gets them
+with the records the process already has. An entry stays pending for the process until its
+deliver_sm is answered (the commit script acknowledges and deletes it).
 
 A process that holds entries touches them (resetting their idle time) every few seconds, so any
 entry idle for longer than `claim_after` belongs to a process that died: readers take it over
@@ -178,21 +180,24 @@ class Feed:
         self.watched.add(account)
 
     def _deliver(self, account: str, entries: list[Any], p: int) -> None:
+        # (an entry without fields was deleted meanwhile: dropped as too old or too many)
+        self.hand([(account, e.decode(), record_from_entry(fields), p) for e, fields in entries if fields])
+
+    def hand(self, taken: list[tuple[str, str, OutboxRecord, int]]) -> None:
+        """Entries now pending for this process (read, taken over, or taken by a commit) to the
+        outbox: (account, entry id, record, partition)."""
         sink = self.store.sink
-        unwanted: list[str] = []
-        for entry_id, fields in entries:
-            if not fields:
-                continue  # deleted meanwhile (dropped as too old or too many)
+        unwanted: dict[tuple[str, int], list[str]] = defaultdict(list)
+        for account, entry_id, record, p in taken:
             if account not in self.rooms:
-                # read by a blocking call that began while a receiver was still here
-                unwanted.append(entry_id.decode())
+                # read by a call that began while a receiver was still here
+                unwanted[account, p].append(entry_id)
                 continue
-            record = record_from_entry(fields)
-            self.held[self.entry_key(record)] = (account, entry_id.decode(), p)
+            self.held[self.entry_key(record)] = (account, entry_id, p)
             self.rooms[account] -= 1
             sink.deliver(record)
-        if unwanted:
-            self.store.background(self._return(account, unwanted, p))
+        for (account, p), ids in unwanted.items():
+            self.store.background(self._return(account, ids, p))
 
     async def _return(self, account: str, ids: list[str], p: int) -> None:
         """Entries this process holds back to the stream, as new entries for any reader."""

@@ -59,8 +59,12 @@ local function drop_entry(P, stream, e, why, now, dropped, account)
 end
 """
 
-# ARGV: prefix, node, now, max_per_account, pid_ttl_ms, ops (JSON), trail ttl ms. Returns {fenced ids, early
-# reports (JSON), dropped receipts as (account, message_id, state, why) quadruples}.
+# ARGV: prefix, node, now, max_per_account, pid_ttl_ms, ops (JSON), trail ttl ms, and the
+# deliver_sm this process's receivers take now (JSON {account: how many}, or ''). Returns
+# {fenced ids, early reports (JSON), dropped receipts as (account, message_id, state, why)
+# quadruples, deliver_sm taken as (account, entry id, what) triples}: `what` is the place of the
+# add op among the batch's adds when the entry is one it added (the process has its record), else
+# the entry's fields (one waiting before it).
 #
 # Redis's cost is per command, per field and per value that crosses into Lua (and, with AOF, per
 # byte written), so a message costs one hash write at submit, one read (3 fields) and one write
@@ -69,6 +73,11 @@ end
 # done set, acks and deletes of stream entries, the streams' length checks).
 # Ownership is the hash's `node` field, read with the old values an update needs: its state (a
 # final state applied again, by a retried batch, owes no second receipt) and its pid.
+# A receipt for a receiver of this process goes to it here and now (XREADGROUP as its blocking
+# read would, so it is pending for this process like any it read): the process hands the record
+# it has to its outbox, without reading back and parsing what it just wrote. (Should the answer
+# be lost, the batch applied again adds nothing and takes nothing; what the first application
+# took is pending here untouched, and adopted by a reader once idle for claim_after.)
 COMMIT = (
     _DROP_ENTRY
     + """
@@ -76,9 +85,11 @@ local P, me, now = ARGV[1], ARGV[2], ARGV[3]
 local maxper, pidttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local ops = cjson.decode(ARGV[6])
 local trailttl = tonumber(ARGV[7])
-local fenced, early, dropped, newly_owed = {}, {}, {}, {}
+local here = nil
+if ARGV[8] ~= '' then here = cjson.decode(ARGV[8]) end
+local fenced, early, dropped, newly_owed, taken = {}, {}, {}, {}, {}
 local opened, closed, done, unpid = {}, {}, {}, {}
-local acks, added = {}, {}
+local acks, added, ours, nadd = {}, {}, {}, 0
 
 local function ack(stream, entry)
   local t = acks[stream]
@@ -145,13 +156,14 @@ for _, op in ipairs(ops) do
     end
   elseif kind == 'A' or kind == 'a' then  -- account, message id (A) or key (a), entry
     local add
+    nadd = nadd + 1
     if kind == 'A' then  -- a final receipt: with its message's final state, once
       add = newly_owed[op[3]]
     else  -- an intermediate receipt or MO: once by its key
       add = redis.call('SET', P .. 'rk:' .. op[3], '1', 'NX', 'PX', 86400000)
     end
     if add then
-      redis.call('XADD', P .. 'rx:' .. op[2], '*', 'd', op[4])
+      ours[redis.call('XADD', P .. 'rx:' .. op[2], '*', 'd', op[4])] = nadd
       added[op[2]] = true
     end
   elseif kind == 'X' then
@@ -191,8 +203,19 @@ for account in pairs(added) do
       drop_entry(P, stream, e, 'overflow', now, dropped, account)
     end
   end
+  local room = here and here[account]
+  if room then  -- (pcall: a group Redis lost is the feed's to make again, not a failed batch)
+    local got = redis.pcall('XREADGROUP', 'GROUP', 'gw', me, 'COUNT', room, 'STREAMS', stream, '>')
+    if type(got) == 'table' and got[1] then
+      for _, e in ipairs(got[1][2]) do
+        taken[#taken + 1] = account
+        taken[#taken + 1] = e[1]
+        taken[#taken + 1] = ours[e[1]] or e[2]
+      end
+    end
+  end
 end
-return {fenced, early, dropped}
+return {fenced, early, dropped, taken}
 """
 )
 
