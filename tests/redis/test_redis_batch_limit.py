@@ -45,3 +45,29 @@ async def test_a_final_state_queued_behind_the_batch_limit_keeps_its_receipt(key
         await close(store)
 
     await aio(body())
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_long_queue_cut_many_times_keeps_every_receipt_once(keys):
+    async def body():
+        url, p = keys
+        store, _ = make_store(url, p, "n1")
+        ms = [message(i) for i in range(1, 31)]
+        assert await write(store, [InsertMessage(m) for m in ms]) is None
+        store.max_batch = 2
+        answers: list[BaseException | None] = []
+        for m in ms:  # every send answer, then every final report: the queue is cut 30 times
+            m.state, m.provider, m.provider_id = ENROUTE, "sim", f"p{m.id}"
+            store.write([UpdateMessage(m)], answers.append)
+        for m in reversed(ms):  # (the last sent is the first final: followers far down the queue)
+            m.state, m.done_at, m.receipt = 2, 1500.0, RECEIPT_OWED
+            store.write([UpdateMessage(m), AddOutbox(receipt(m))], answers.append)
+        await until(lambda: len(answers) == 60)
+        assert answers == [None] * 60
+        r = redis.Redis.from_url(url)
+        entries = r.xrange(f"{p}rx:demo")
+        assert len(entries) == 30
+        assert store._changes.updating == {}  # every queued update was counted out again
+        await close(store)
+
+    await aio(body())

@@ -160,18 +160,33 @@ def _taken(reply: list[Any], p: int, added: list[OutboxRecord]) -> list[Any]:
     return reply
 
 
+def _updated(ops: Sequence[Op]) -> list[str]:
+    """The ids of the records a write updates."""
+    return [op.record.id for op in ops if type(op) is UpdateMessage]  # type: ignore[union-attr]
+
+
 class _Lane:
     """One lane's writes waiting, and whether a commit of it is due or in flight."""
 
-    __slots__ = ("queue", "due", "busy")
+    __slots__ = ("queue", "due", "busy", "updating")
 
     def __init__(self) -> None:
         self.queue: deque[tuple[Sequence[Op], Done]] = deque()
         self.due = False
         self.busy = False
+        self.updating: dict[str, int] = {}  # record id -> its updates queued (the changes lane)
 
     def idle(self) -> bool:
         return not (self.queue or self.busy)
+
+    def track(self, ids: list[str], step: int) -> None:
+        updating = self.updating
+        for i in ids:
+            n = updating.get(i, 0) + step
+            if n > 0:
+                updating[i] = n
+            else:
+                updating.pop(i, None)
 
 
 class Commits:
@@ -203,6 +218,7 @@ class Commits:
             lane, flush = self._new, self._flush_new
         else:
             lane, flush = self._changes, self._flush_changes
+            lane.track(_updated(ops), 1)
         lane.queue.append((ops, done))
         if not lane.due and not lane.busy:
             lane.due = True
@@ -246,6 +262,8 @@ class Commits:
             part = self._kept[0]
         else:
             taken = self._take(lane)
+            for ops, _ in taken:
+                lane.track(_updated(ops), -1)
             if lane.queue:
                 self._take_followers(taken)
             part = _Part(taken, self.feed.held, self.keys)
@@ -256,18 +274,26 @@ class Commits:
         """After a cut at max_batch: an update is encoded with its record's columns as they are
         now, so the record's later writes still queued (a final state with its receipt) go in
         this batch too; otherwise the script sees the final state without the receipt it owes,
-        and the next batch's update of a message no longer open counts as not ours."""
+        and the next batch's update of a message no longer open counts as not ours. The lane
+        counts the updates queued per record, so the queue is read only as far as the last of
+        them (a long queue, after Redis was away, is not read again at every cut)."""
         lane = self._changes
-        ids = {op.record.id for ops, _ in taken for op in ops if type(op) is UpdateMessage}  # type: ignore[union-attr]
-        rest: deque[tuple[Sequence[Op], Done]] = deque()
-        for ops, done in lane.queue:
-            mine = {op.record.id for op in ops if type(op) is UpdateMessage}  # type: ignore[union-attr]
-            if mine & ids:
-                ids |= mine
-                taken.append((ops, done))
-            else:
-                rest.append((ops, done))
-        lane.queue = rest
+        ids = {i for ops, _ in taken for i in _updated(ops)}
+        owed = sum(lane.updating.get(i, 0) for i in ids)  # their updates still queued
+        skipped: list[tuple[Sequence[Op], Done]] = []
+        while owed and lane.queue:
+            ops, done = lane.queue.popleft()
+            mine = _updated(ops)
+            if not ids.intersection(mine):
+                skipped.append((ops, done))
+                continue
+            taken.append((ops, done))
+            lane.track(mine, -1)
+            owed -= sum(1 for i in mine if i in ids)
+            new = set(mine) - ids
+            ids |= new
+            owed += sum(lane.updating.get(i, 0) for i in new)
+        lane.queue.extendleft(reversed(skipped))
 
     async def _commit_new(self, part: _Part) -> None:
         error: BaseException | None = None
