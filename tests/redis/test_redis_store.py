@@ -19,8 +19,8 @@ from smppgw.store.base import (
     TrailEvent,
     UpdateMessage,
 )
+from smppgw.store.redis.batch import Part
 from smppgw.store.redis.codec import record_from_entry, report_json
-from smppgw.store.redis.commit import _Part
 from tests.aio import aio
 from tests.redis.kit import close, get, make_store, message, receipt, settled, until, write
 from tests.redisd import prefix
@@ -155,12 +155,12 @@ async def test_a_batch_applied_twice_adds_its_receipts_once(keys):
         store, _ = make_store(url, p, "n1", attach=False)
         m = message(3)
         await_ops = [InsertMessage(m)]
-        part = _Part([(await_ops, lambda e: None)], {}, store.keys)
+        part = Part([(await_ops, lambda e: None)], {}, store.keys)
         await store._apply(part)
         m.state, m.done_at, m.receipt = 2, 1500.0, RECEIPT_OWED
         enroute = message(4, state=1)
         ops = [UpdateMessage(m), AddOutbox(receipt(m)), AddOutbox(receipt(enroute, on_row=False))]
-        part = _Part([(ops, lambda e: None)], {}, store.keys)
+        part = Part([(ops, lambda e: None)], {}, store.keys)
         await store._apply(part)
         await store._apply(part)  # the answer was lost: the same bytes again
         assert raw(url).xlen(f"{p}rx:demo") == 2

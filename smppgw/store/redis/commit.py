@@ -12,8 +12,11 @@ once it was read back. So a submit does not wait behind the state changes of a w
 
 When Redis is away (unreachable, full, read-only, loading), new messages and MO fail at once
 (their senders send again) and what such a batch may have written is deleted before the next
-commit of either lane; state changes are kept and written again, in order, until Redis takes them (the
-script makes a second application harmless).
+commit of either lane; state changes are kept and written again, in order, until Redis takes
+them (the script makes a second application harmless).
+
+A commit's answer also brings the deliver_sm it took for this process's receivers (scripts.py):
+they go to the feed with the records of the batch, as if read.
 """
 
 from __future__ import annotations
@@ -38,19 +41,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from smppgw.aio import start
 from smppgw.logs import event
-from smppgw.store.base import (
-    AddEvent,
-    AddOutbox,
-    Done,
-    InsertMessage,
-    Op,
-    OutboxRecord,
-    ReceiptDone,
-    RemoveOutbox,
-    ReplaceMessage,
-    UpdateMessage,
-)
-from smppgw.store.redis.codec import encode_ops, record_from_entry, report_from_json
+from smppgw.store.base import Done, Op, OutboxRecord
+from smppgw.store.redis.batch import Lane, Part, answer_all, fresh, merged, taken_records, updated_ids
+from smppgw.store.redis.codec import report_from_json
 from smppgw.store.redis.keys import Keys
 from smppgw.store.redis.scripts import ALL
 from smppgw.store.redis.shards import MOVING
@@ -67,134 +60,12 @@ class StoreUnavailable(Exception):
     """Redis could not take the batch; the submit or MO in it was not stored."""
 
 
-def _fresh(ops: Sequence[Op]) -> bool:
-    """A write that brings something new from outside (a submit, an MO): its sender retries."""
-    for op in ops:
-        kind = type(op)
-        if kind is InsertMessage or (kind is AddOutbox and not op.record.esm_class & 0x04):  # type: ignore[union-attr]
-            return True
-    return False
-
-
-def _partition(op: Op, keys: Keys, entries: dict[str, Any]) -> int:
-    """The partition an op writes in: its message's (a removed deliver_sm: its entry's)."""
-    kind = type(op)
-    if kind is InsertMessage or kind is UpdateMessage or kind is ReplaceMessage:
-        return keys.of(op.record.id)  # type: ignore[union-attr]
-    if kind is AddOutbox:
-        return keys.of(op.record.message_id)  # type: ignore[union-attr]
-    if kind is RemoveOutbox:
-        held = entries.get(op.key)  # type: ignore[union-attr]
-        return held[2] if held is not None else 0
-    if kind is ReceiptDone or kind is AddEvent:
-        return keys.of(op.message_id)  # type: ignore[union-attr]
-    raise TypeError(f"unknown store op {op!r}")  # pragma: no cover - a programming error
-
-
-class _Part:
-    """The writes of one commit: a script call per partition they touch (one on one Redis),
-    each encoded once (a retry sends the same bytes)."""
-
-    __slots__ = ("writes", "payloads", "count", "inserted")
-    payloads: list[tuple[int, bytes, list[OutboxRecord]]]  # partition, ops, the deliver_sm they add
-
-    def __init__(self, writes: list[tuple[Sequence[Op], Done]], entries: dict[str, Any], keys: Keys) -> None:
-        self.writes = writes
-        ops = [op for ops, _ in writes for op in ops]
-        now = time.time()
-        if keys.count == 1:
-            payload, self.count, added = encode_ops(ops, now, entries)
-            self.payloads = [(0, payload, added)]
-        else:
-            split: dict[int, list[Op]] = {}
-            for op in ops:
-                split.setdefault(_partition(op, keys, entries), []).append(op)
-            self.payloads, self.count = [], 0
-            for p, some in sorted(split.items()):
-                payload, n, added = encode_ops(some, now, entries)
-                self.payloads.append((p, payload, added))
-                self.count += n
-        self.inserted = [
-            op.record.id  # type: ignore[union-attr]
-            for ops, _ in writes
-            for op in ops
-            if type(op) is InsertMessage
-        ]
-
-    def answer(self, error: BaseException | None) -> None:
-        _answer(self.writes, error)
-
-
-def _answer(writes: list[tuple[Sequence[Op], Done]], error: BaseException | None) -> None:
-    for _ops, done in writes:
-        try:
-            done(error)
-        except Exception:  # one caller's bug must not starve the others of their answer
-            log.exception("event=store_callback_failed")
-
-
-def _merged(replies: list[Any]) -> list[Any]:
-    """The partitions' answers as one: {fenced ids, early reports, dropped receipts, deliver_sm
-    taken}."""
-    if len(replies) == 1:
-        return list(replies[0])
-    out: list[list[Any]] = [[], [], [], []]
-    for r in replies:
-        for mine, theirs in zip(out, r, strict=True):
-            mine.extend(theirs)
-    return out
-
-
-def _taken(reply: list[Any], p: int, added: list[OutboxRecord]) -> list[Any]:
-    """The deliver_sm a commit's script took for this process's receivers: (account, entry id,
-    record, partition); a record the batch added is that record, one waiting before is read."""
-    out, flat = [], reply[3]
-    for i in range(0, len(flat), 3):
-        account, entry, what = flat[i].decode(), flat[i + 1].decode(), flat[i + 2]
-        if type(what) is int:
-            record = added[what - 1]
-        else:
-            record = record_from_entry(dict(zip(what[::2], what[1::2], strict=True)))
-        out.append((account, entry, record, p))
-    reply[3] = out
-    return reply
-
-
-def _updated(ops: Sequence[Op]) -> list[str]:
-    """The ids of the records a write updates."""
-    return [op.record.id for op in ops if type(op) is UpdateMessage]  # type: ignore[union-attr]
-
-
-class _Lane:
-    """One lane's writes waiting, and whether a commit of it is due or in flight."""
-
-    __slots__ = ("queue", "due", "busy", "updating")
-
-    def __init__(self) -> None:
-        self.queue: deque[tuple[Sequence[Op], Done]] = deque()
-        self.due = False
-        self.busy = False
-        self.updating: dict[str, int] = {}  # record id -> its updates queued (the changes lane)
-
-    def idle(self) -> bool:
-        return not (self.queue or self.busy)
-
-    def track(self, ids: list[str], step: int) -> None:
-        updating = self.updating
-        for i in ids:
-            n = updating.get(i, 0) + step
-            if n > 0:
-                updating[i] = n
-            else:
-                updating.pop(i, None)
-
-
 class Commits:
     """Group commit; RedisStore provides the state it names (lanes, kept, client, …)."""
 
-    _new: _Lane
-    _changes: _Lane
-    _kept: deque[_Part]
+    _new: Lane
+    _changes: Lane
+    _kept: deque[Part]
     _compensate: list[str]
     batches: int
     ops_written: int
@@ -214,11 +85,11 @@ class Commits:
     # and up(ok, error): RedisStore's record of whether Redis answers
 
     def write(self, ops: Sequence[Op], done: Done, *, high_id: int = 0) -> None:
-        if _fresh(ops):
+        if fresh(ops):
             lane, flush = self._new, self._flush_new
         else:
             lane, flush = self._changes, self._flush_changes
-            lane.track(_updated(ops), 1)
+            lane.track(updated_ids(ops), 1)
         lane.queue.append((ops, done))
         if not lane.due and not lane.busy:
             lane.due = True
@@ -228,7 +99,7 @@ class Commits:
         """Nothing queued, in flight or kept."""
         return self._new.idle() and self._changes.idle() and not self._kept
 
-    def _take(self, lane: _Lane) -> list[tuple[Sequence[Op], Done]]:
+    def _take(self, lane: Lane) -> list[tuple[Sequence[Op], Done]]:
         taken: list[tuple[Sequence[Op], Done]] = []
         count = 0
         while lane.queue and count < self.max_batch:
@@ -246,10 +117,10 @@ class Commits:
             return
         if self._kept:
             refused, lane.queue = list(lane.queue), deque()
-            _answer(refused, StoreUnavailable("redis unreachable"))
+            answer_all(refused, StoreUnavailable("redis unreachable"))
             return
         lane.busy = True
-        start(self._commit_new(_Part(self._take(lane), self.feed.held, self.keys)))
+        start(self._commit_new(Part(self._take(lane), self.feed.held, self.keys)))
 
     def _flush_changes(self) -> None:
         """Start the next commit of state changes: the kept batch alone while Redis is away,
@@ -263,10 +134,10 @@ class Commits:
         else:
             taken = self._take(lane)
             for ops, _ in taken:
-                lane.track(_updated(ops), -1)
+                lane.track(updated_ids(ops), -1)
             if lane.queue:
                 self._take_followers(taken)
-            part = _Part(taken, self.feed.held, self.keys)
+            part = Part(taken, self.feed.held, self.keys)
         lane.busy = True
         start(self._commit_changes(part))
 
@@ -278,12 +149,12 @@ class Commits:
         counts the updates queued per record, so the queue is read only as far as the last of
         them (a long queue, after Redis was away, is not read again at every cut)."""
         lane = self._changes
-        ids = {i for ops, _ in taken for i in _updated(ops)}
+        ids = {i for ops, _ in taken for i in updated_ids(ops)}
         owed = sum(lane.updating.get(i, 0) for i in ids)  # their updates still queued
         skipped: list[tuple[Sequence[Op], Done]] = []
         while owed and lane.queue:
             ops, done = lane.queue.popleft()
-            mine = _updated(ops)
+            mine = updated_ids(ops)
             if not ids.intersection(mine):
                 skipped.append((ops, done))
                 continue
@@ -295,7 +166,7 @@ class Commits:
             owed += sum(lane.updating.get(i, 0) for i in new)
         lane.queue.extendleft(reversed(skipped))
 
-    async def _commit_new(self, part: _Part) -> None:
+    async def _commit_new(self, part: Part) -> None:
         error: BaseException | None = None
         result: Any = None
         try:
@@ -314,7 +185,7 @@ class Commits:
         if self._new.queue:
             self._flush_new()
 
-    async def _commit_changes(self, part: _Part) -> None:
+    async def _commit_changes(self, part: Part) -> None:
         error: BaseException | None = None
         result: Any = None
         try:
@@ -354,7 +225,7 @@ class Commits:
         log.error("event=store_commit_failed error=%r", r)
         return r
 
-    def _done(self, part: _Part, error: BaseException | None, result: Any) -> None:
+    def _done(self, part: Part, error: BaseException | None, result: Any) -> None:
         if error is None:
             self.batches += 1
             self.ops_written += part.count
@@ -362,7 +233,7 @@ class Commits:
         if result is not None:
             self._after(result)
 
-    async def _apply(self, part: _Part) -> Any:
+    async def _apply(self, part: Part) -> Any:
         """One round trip (per shard, all at once): a commit-script call per partition, with a
         WAIT; the partitions' results merged, or the first script error."""
         assert self.scripts is not None
@@ -386,7 +257,9 @@ class Commits:
         failed = [r for r in replies if isinstance(r, Exception)]
         if failed:
             return failed[0]
-        return _merged([_taken(r, p, added) for r, (p, _, added) in zip(replies, part.payloads, strict=True)])
+        return merged(
+            [taken_records(r, p, added) for r, (p, _, added) in zip(replies, part.payloads, strict=True)]
+        )
 
     def _receivers_here(self, added: list[OutboxRecord]) -> str:
         """How many of the deliver_sm a batch adds this process's receivers take now, per

@@ -40,8 +40,9 @@ from smppgw.store.base import (
     TrailDone,
     TrailEvent,
 )
+from smppgw.store.redis.batch import Lane, Part
 from smppgw.store.redis.codec import message_from_hash, report_json
-from smppgw.store.redis.commit import Commits, _Lane, _Part
+from smppgw.store.redis.commit import Commits
 from smppgw.store.redis.feed import BLOCK_MS, GROUP, Feed
 from smppgw.store.redis.keys import Keys
 from smppgw.store.redis.node import Lease, default_name, register
@@ -72,8 +73,8 @@ class RedisStore(Commits):
         self.trail_ttl_ms = int((config.keep_final + dispatch.status_horizon + 86400) * 1000)
         self.max_batch = config.max_batch
         self.sink: StoreSink | None = None
-        self._new, self._changes = _Lane(), _Lane()  # the commit lanes (commit.py)
-        self._kept: deque[_Part] = deque()  # state changes written again until Redis takes them
+        self._new, self._changes = Lane(), Lane()  # the commit lanes (commit.py)
+        self._kept: deque[Part] = deque()  # state changes written again until Redis takes them
         self._compensate: list[str] = []  # ids a failed batch may have stored: delete them
         self._up = True
         self._down_since: float | None = None
