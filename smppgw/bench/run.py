@@ -45,7 +45,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from smppgw.bench import report, revs
+from smppgw.bench import replay, report, revs
 from smppgw.bench.loadgen import Stats, hold_idle, run_load
 from smppgw.bench.redisd import AOF, BenchCluster, BenchRedis
 from smppgw.bench.revs import Gateway
@@ -599,6 +599,14 @@ def main(argv: list[str] | None = None) -> int:
         default="0",
         help="Redis runs as `serve --workers N` (a comma list runs each in turn; 0: one plain process)",
     )
+    p.add_argument(
+        "--redis-replay",
+        type=int,
+        default=0,
+        metavar="N",
+        help="S1 on Redis: one more run recorded (redis-cli monitor) per gateway, its scripts sent again"
+        " N times to a redis-server alone: its CPU per message without the other processes beside it",
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a scenario may take at most")
     p.add_argument("--target", help="host:port of a running gateway instead of starting one")
     p.add_argument(
@@ -637,6 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     rate, share = a.rate or (None, None)
     runs: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
+    replays: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="smppgw-bench-") as tmp:
         redis = cluster = None
         if {"S6", "S7"} & set(a.scenarios) or "redis" in stores:
@@ -656,6 +665,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             for name in a.scenarios:
                 rows += _scenario_rows(name, a, Path(tmp), gateways, stores, (redis, cluster), rate, runs)
+            if a.redis_replay and "S1" in a.scenarios and redis is not None and "redis" in stores:
+                replays = [_replay(a, Path(tmp), gw, rate, redis) for gw in gateways]
         finally:
             for server in (redis, cluster):
                 if server is not None:
@@ -677,6 +688,9 @@ def main(argv: list[str] | None = None) -> int:
     if breakdown:
         print()
         print(breakdown)
+    if replays:
+        print()
+        print(replay.table(replays))
     summary: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "results": rows,
@@ -689,8 +703,24 @@ def main(argv: list[str] | None = None) -> int:
         summary["shards"] = shards
     if a.repeat > 1:
         summary["runs"] = runs
+    if replays:
+        summary["replay"] = replays
     print(json.dumps(summary))
     return 0
+
+
+def _replay(
+    a: argparse.Namespace, workdir: Path, gw: Gateway, rate: float | None, redis: BenchRedis
+) -> dict[str, Any]:
+    """One more S1 run on Redis, recorded, and its scripts replayed to a redis-server alone."""
+    recorder = replay.Recorder(redis.port, workdir / f"monitor-{gw.sha[:12]}.txt")
+    try:
+        row = run_scenario("S1", a, workdir, gw, rate, "redis", redis)
+    finally:
+        commands = recorder.stop()
+    print(f"S1 [{gw.label}] recorded: {len(commands)} calls, replaying", file=sys.stderr, flush=True)
+    measured = replay.replay(commands, row["acked"], a.redis_aof, a.redis_replay)
+    return {"scenario": "S1 replay", "gateway": gw.label, "replay": measured}
 
 
 def _scenario_rows(
