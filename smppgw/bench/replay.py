@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from smppgw.bench.redisd import BenchRedis
 _ARG = re.compile(rb'"((?:[^"\\]|\\.)*)"')  # a quoted argument of a MONITOR line
 
 
-def parse_monitor(lines: list[bytes]) -> list[tuple[bytes, ...]]:
+def parse_monitor(lines: Iterable[bytes]) -> list[tuple[bytes, ...]]:
     """The SCRIPT LOAD and EVALSHA commands that clients sent (not those a script ran) from
     `redis-cli monitor` lines, whose arguments are quoted with C escapes."""
     out: list[tuple[bytes, ...]] = []
@@ -69,7 +70,8 @@ class Recorder:
         self.proc.terminate()
         self.proc.wait(timeout=10)
         self._out.close()
-        return parse_monitor(self.path.read_bytes().splitlines())
+        with self.path.open("rb") as f:  # (line by line: the scripts' own commands are most of it)
+            return parse_monitor(f)
 
 
 def replay(commands: list[tuple[bytes, ...]], messages: int, aof: str, rounds: int) -> dict[str, Any]:
