@@ -166,18 +166,23 @@ class Commits:
             owed += sum(lane.updating.get(i, 0) for i in new)
         lane.queue.extendleft(reversed(skipped))
 
-    async def _commit_new(self, part: Part) -> None:
-        error: BaseException | None = None
-        result: Any = None
+    async def _attempt(self, part: Part) -> tuple[BaseException | None, Any]:
+        """One commit of `part`: (None, the script's answer), or (why it failed, None). What a
+        failed batch of new messages may have written goes first, as soon as either lane can
+        (a process taking over would send it)."""
         try:
             if self._compensate:
                 await self._undo_uncertain()
             result = await self._apply(part)
             self.up(True)
         except UNREACHABLE as e:
-            error = await self._away(e)
+            return await self._away(e), None
         if isinstance(result, Exception):
-            error, result = self._refusal(result), None
+            return self._refusal(result), None
+        return None, result
+
+    async def _commit_new(self, part: Part) -> None:
+        error, result = await self._attempt(part)
         self._new.busy = False
         if error is not None:
             self._compensate.extend(part.inserted)
@@ -186,17 +191,7 @@ class Commits:
             self._flush_new()
 
     async def _commit_changes(self, part: Part) -> None:
-        error: BaseException | None = None
-        result: Any = None
-        try:
-            if self._compensate:  # (as soon as either lane can: a process taking over would send them)
-                await self._undo_uncertain()
-            result = await self._apply(part)
-            self.up(True)
-        except UNREACHABLE as e:
-            error = await self._away(e)
-        if isinstance(result, Exception):
-            error, result = self._refusal(result), None
+        error, result = await self._attempt(part)
         lane = self._changes
         kept = bool(self._kept) and self._kept[0] is part
         if isinstance(error, StoreUnavailable):
