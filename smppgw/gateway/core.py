@@ -166,13 +166,7 @@ class Gateway:
         self.store.attach(self)
         reserve = self.store.reserve_ids if snap.id_limit is not None else None
         self.ids = IdIssuer(snap.next_id, snap.id_limit, reserve)
-        self.outbox.load(
-            snap.outbox
-            + [
-                build_receipt(r, r.state, r.done_at or r.submitted_at, on_row=True)
-                for r in snap.receipts_owed
-            ]
-        )
+        self.outbox.load(snap.outbox + [self.receipt_for(r) for r in snap.receipts_owed])
         for p in self.providers.values():
             if hasattr(p, "report_sink"):
                 p.report_sink = lambda report, name=p.name: self.on_report(name, report)  # type: ignore[attr-defined]
@@ -584,6 +578,9 @@ class Gateway:
 
     def waiting(self, counts: dict[str, int]) -> None:
         self.outbox.waiting_in_store(counts)
+
+    def receipt_for(self, record: MessageRecord) -> OutboxRecord:
+        return build_receipt(record, record.state, record.done_at or record.submitted_at, on_row=True)
 
     def claimed(self, records: list[MessageRecord]) -> None:
         """Carry on with a dead process's unfinished messages, as after a restart."""

@@ -204,6 +204,11 @@ class StoreSink(Protocol):
         """How many deliver_sm wait per account in a shared store (every process's together)."""
         ...
 
+    def receipt_for(self, record: MessageRecord) -> OutboxRecord:
+        """The final receipt a final message owes, as the gateway builds it (a shared store that
+        keeps only that it is owed rebuilds it when another process takes it over)."""
+        ...
+
 
 class Bucket(Protocol):
     """A token bucket (`smppgw.tokens.TokenBucket`, or one shared by several processes)."""

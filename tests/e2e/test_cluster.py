@@ -7,6 +7,7 @@ limits and an account's throughput hold for all processes together. The tests ta
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import urllib.request
@@ -137,6 +138,32 @@ def test_a_killed_process_s_work_is_finished_by_another(tmp_path, store, nodes):
     assert b.metric("smppgw_store_claimed_total") > 0
     assert time.monotonic() - t0 < 3 + 1.5 + 10  # claim_after + the provider's time + slack
     rx.close()
+
+
+def test_receipts_a_killed_process_owed_its_own_receiver_reach_a_receiver_elsewhere(tmp_path, store, nodes):
+    """The final receipts a process hands its own receiver straight from their commits have no
+    stream entry (only their ids in `owed:<node>`): its receiver here never answers them, the
+    process is killed, and the one that takes over rebuilds them from their messages."""
+    a = Node(tmp_path, "a", store).start()
+    b = Node(tmp_path, "b", store).start()
+    nodes += [a, b]
+    stuck = connect(a.smpp, kind="receiver")  # reads nothing, so answers nothing
+    tx = connect(a.smpp, kind="transmitter")
+    acked = send(tx, 100)
+    assert len(acked) == 100
+    deadline = time.monotonic() + 20
+    while a.metric("smppgw_pdus_total", direction="out", command="deliver_sm") < 1:
+        assert time.monotonic() < deadline, "a handed its receiver nothing"
+        time.sleep(0.1)  # polling a real process's metrics
+    rx = connect(b.smpp, kind="receiver")
+    a.kill()
+    got = collect(rx, acked, timeout=40)
+    assert got == Counter(acked), (
+        f"missing {len(set(acked) - set(got))}, twice {sum(v > 1 for v in got.values())}"
+    )
+    assert re.search(r"event=receipts_requeued .*added=[1-9]", b.log_text()), b.log_text()[-2000:]
+    rx.close()
+    stuck.client.disconnect()  # (its process is gone)
 
 
 def test_redis_killed_and_restarted_loses_nothing_acknowledged(tmp_path, nodes):

@@ -1,7 +1,8 @@
 """A receipt committed by a process with a receiver of its account (room for it) goes to that
-receiver with the commit itself: pending for the process in the account's stream, as if its
-blocking read had read it, and handed over as the record the process already has. The feed's
-read loops are not started here, so nothing else can deliver."""
+receiver with the commit itself, handed over as the record the process already has. A final
+receipt taken so has no stream entry: its id is in `owed:<node>` until it is settled, given
+back, or (its process gone) rebuilt from its message by the process that takes over. The
+feed's read loops are not started here, so nothing else can deliver."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from smppgw.store.base import (
     ReceiptDone,
     UpdateMessage,
 )
+from smppgw.store.redis.batch import Part
+from smppgw.store.redis.codec import record_from_entry
 from tests.aio import aio
-from tests.redis.kit import _Adapter, close, make_store, message, receipt, write
+from tests.redis.kit import _Adapter, close, make_store, message, receipt, settled, write
 from tests.redisd import prefix
 
 
@@ -40,13 +43,21 @@ def quiet_store(url: str, p: str, node: str):
     return store, sink
 
 
+def owed(r: redis.Redis, p: str, node: str) -> set[str]:
+    return {i.decode() for i in r.smembers(f"{p}owed:{node}")}
+
+
+def entries(r: redis.Redis, stream: str):
+    return [record_from_entry(fields) for _, fields in r.xrange(stream)]
+
+
 def pending(r: redis.Redis, stream: str) -> dict[str, int]:
     info = r.xpending(stream, "gw")
     return {c["name"].decode(): c["pending"] for c in info["consumers"]}
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_receipt_for_a_receiver_here_is_handed_over_by_its_commit(keys):
+async def test_a_final_receipt_for_a_receiver_here_is_handed_over_by_its_commit_without_an_entry(keys):
     async def body():
         url, p = keys
         r = redis.Redis.from_url(url)
@@ -58,10 +69,12 @@ async def test_a_receipt_for_a_receiver_here_is_handed_over_by_its_commit(keys):
         out = receipt(m)
         assert await write(store, [UpdateMessage(m), AddOutbox(out)]) is None
         assert sink.delivered == [out]  # the record itself, right after its commit
-        assert pending(r, f"{p}rx:demo") == {"n1": 1}
+        assert owed(r, p, "n1") == {m.id} and not r.exists(f"{p}rx:demo")
+        assert r.hget(f"{p}m:{m.id}", "r") == b"1"  # owed, so retention keeps it
         assert store.feed.rooms["demo"] == 4
         await write(store, [ReceiptDone(m.id, RECEIPT_DELIVERED, 1600.0, "127.0.0.1:4000")])
-        assert r.xlen(f"{p}rx:demo") == 0 and pending(r, f"{p}rx:demo") == {}
+        assert owed(r, p, "n1") == set()
+        assert settled(r, f"{p}m:{m.id}") == (RECEIPT_DELIVERED, 1600.0, "127.0.0.1:4000")
         await close(store)
 
     await aio(body())
@@ -80,10 +93,11 @@ async def test_a_commit_takes_no_more_than_the_room_and_leaves_the_rest_to_any_r
         ops = [op for m in finals for op in (UpdateMessage(m), AddOutbox(receipt(m)))]
         assert await write(store, ops) is None
         assert [o.message_id for o in sink.delivered] == [finals[0].id, finals[1].id]
-        assert r.xlen(f"{p}rx:demo") == 3 and pending(r, f"{p}rx:demo") == {"n1": 2}
+        assert owed(r, p, "n1") == {finals[0].id, finals[1].id}
+        assert r.xlen(f"{p}rx:demo") == 1 and pending(r, f"{p}rx:demo") == {}
         # the third is new for the group: the next read (here or in another process) gets it
         got = r.xreadgroup("gw", "n2", {f"{p}rx:demo": ">"}, count=10)
-        assert len(got[0][1]) == 1
+        assert [record_from_entry(f).message_id for _, f in got[0][1]] == [finals[2].id]
         await close(store)
 
     await aio(body())
@@ -99,13 +113,15 @@ async def test_a_receipt_waiting_before_goes_first_read_from_its_entry(keys):
         first, second = final(1), final(2)
         # no receiver here yet: the first waits in the stream
         assert await write(store, [UpdateMessage(first), AddOutbox(receipt(first))]) is None
-        assert sink.delivered == []
+        assert sink.delivered == [] and owed(r, p, "n1") == set()
         store.want_receipts("demo", 1)
         assert await write(store, [UpdateMessage(second), AddOutbox(receipt(second))]) is None
         assert len(sink.delivered) == 1
         got = sink.delivered[0]
         assert got == receipt(first)  # read back from its entry, as it was written
+        # the room went to the first: the second waits in the stream for any reader
         assert r.xlen(f"{p}rx:demo") == 2 and pending(r, f"{p}rx:demo") == {"n1": 1}
+        assert owed(r, p, "n1") == set()
         await close(store)
 
     await aio(body())
@@ -121,8 +137,156 @@ async def test_without_a_receiver_here_a_commit_takes_nothing(keys):
         assert await write(store, [InsertMessage(message(1))]) is None
         m = final(1)
         assert await write(store, [UpdateMessage(m), AddOutbox(receipt(m))]) is None
-        assert sink.delivered == []
+        assert sink.delivered == [] and owed(r, p, "n1") == set()
         assert r.xlen(f"{p}rx:demo") == 1 and pending(r, f"{p}rx:demo") == {}
         await close(store)
+
+    await aio(body())
+
+
+async def lost_answer(store, ops) -> None:
+    """The batch applied by Redis, its answer never handled (as when the connection broke)."""
+    part = Part([(ops, lambda error: None)], store.feed.held, store.keys)
+    result = await store._apply(part)
+    assert not isinstance(result, Exception)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_batch_applied_again_after_its_answer_was_lost_hands_the_receipt_once(keys):
+    async def body():
+        url, p = keys
+        r = redis.Redis.from_url(url)
+        store, sink = quiet_store(url, p, "n1")
+        assert await write(store, [InsertMessage(message(1))]) is None
+        store.want_receipts("demo", 5)
+        m = final(1)
+        ops = [UpdateMessage(m), AddOutbox(receipt(m))]
+        await lost_answer(store, ops)
+        assert sink.delivered == [] and owed(r, p, "n1") == {m.id}
+        assert await write(store, ops) is None  # the same writes again
+        assert sink.delivered == [receipt(m)]
+        assert owed(r, p, "n1") == {m.id} and not r.exists(f"{p}rx:demo")
+        await close(store)
+
+    await aio(body())
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_batch_applied_again_without_room_now_puts_the_receipt_in_the_stream(keys):
+    async def body():
+        url, p = keys
+        r = redis.Redis.from_url(url)
+        store, sink = quiet_store(url, p, "n1")
+        assert await write(store, [InsertMessage(message(1))]) is None
+        store.want_receipts("demo", 5)
+        m = final(1)
+        ops = [UpdateMessage(m), AddOutbox(receipt(m))]
+        await lost_answer(store, ops)
+        store.want_receipts("demo", 0)  # the receiver went meanwhile
+        assert await write(store, ops) is None
+        assert sink.delivered == [] and owed(r, p, "n1") == set()
+        assert entries(r, f"{p}rx:demo") == [receipt(m)]
+        await close(store)
+
+    await aio(body())
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_receipt_owed_here_given_back_goes_to_the_stream(keys):
+    async def body():
+        url, p = keys
+        r = redis.Redis.from_url(url)
+        store, sink = quiet_store(url, p, "n1")
+        assert await write(store, [InsertMessage(message(1))]) is None
+        store.want_receipts("demo", 5)
+        m = final(1)
+        assert await write(store, [UpdateMessage(m), AddOutbox(receipt(m))]) is None
+        assert owed(r, p, "n1") == {m.id}
+        store.want_receipts("demo", 0)
+        await store.feed.give_back(sink.delivered)
+        assert owed(r, p, "n1") == set() and store.feed.held == {}
+        assert entries(r, f"{p}rx:demo") == [receipt(m)]
+        assert pending(r, f"{p}rx:demo") == {}  # for any reader
+        await store.feed.give_back(sink.delivered)  # again: nothing more
+        assert r.xlen(f"{p}rx:demo") == 1
+        await close(store)
+
+    await aio(body())
+
+
+def rebuilt(m):
+    return _Adapter(None).receipt_for(m)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_receipts_a_dead_process_owed_are_rebuilt_into_the_stream_by_its_taker_over(keys):
+    async def body():
+        url, p = keys
+        r = redis.Redis.from_url(url)
+        a, sink_a = quiet_store(url, p, "a")
+        b, _ = quiet_store(url, p, "b")
+        ms = [message(i) for i in (1, 2, 3)]
+        assert await write(a, [InsertMessage(m) for m in ms]) is None
+        a.want_receipts("demo", 5)
+        finals = [final(i) for i in (1, 2)]
+        ops = [op for m in finals for op in (UpdateMessage(m), AddOutbox(receipt(m)))]
+        assert await write(a, ops) is None
+        await write(a, [ReceiptDone(finals[1].id, RECEIPT_DELIVERED, 1600.0, "x")])  # one settled
+        assert owed(r, p, "a") == {finals[0].id}
+        r.delete(f"{p}node:a")  # a died (kill -9: nothing of it runs)
+        assert await b.lease.claim("a") == [ms[2].id]
+        assert owed(r, p, "a") == set() and owed(r, p, "b") == {finals[0].id}
+        await b.feed.requeue_orphans()
+        assert owed(r, p, "b") == set() and not b.feed.orphans
+        assert entries(r, f"{p}rx:demo") == [rebuilt(finals[0])]
+        assert entries(r, f"{p}rx:demo")[0].short_message == receipt(finals[0]).short_message
+        await b.feed.requeue_orphans()  # nothing twice
+        assert r.xlen(f"{p}rx:demo") == 1
+        await close(b)
+
+    await aio(body())
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_receipts_a_process_owed_when_it_stopped_go_to_the_stream_when_it_starts_again(keys):
+    async def body():
+        url, p = keys
+        r = redis.Redis.from_url(url)
+        a, _ = quiet_store(url, p, "a")
+        assert await write(a, [InsertMessage(message(1)), InsertMessage(message(2))]) is None
+        a.want_receipts("demo", 5)
+        m = final(1)
+        assert await write(a, [UpdateMessage(m), AddOutbox(receipt(m))]) is None
+        r.delete(f"{p}node:a")  # stopped without a word
+        again, _ = quiet_store(url, p, "a")  # the same name: its own work comes back to it
+        assert again.feed.orphans == {m.id}
+        assert [x.id for x in again.snapshot.unfinished] == [message(2).id]
+        await again.feed.requeue_orphans()
+        assert owed(r, p, "a") == set()
+        assert entries(r, f"{p}rx:demo") == [rebuilt(m)]
+        await close(again)
+        for c in (a.client, a.reader):  # (not a's close: it would end the heartbeat of `again`)
+            await c.aclose()
+
+    await aio(body())
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_orphan_whose_message_is_gone_or_settled_is_only_forgotten(keys):
+    async def body():
+        url, p = keys
+        r = redis.Redis.from_url(url)
+        a, _ = quiet_store(url, p, "a")
+        assert await write(a, [InsertMessage(message(1)), InsertMessage(message(2))]) is None
+        a.want_receipts("demo", 5)
+        ms = [final(1), final(2)]
+        ops = [op for m in ms for op in (UpdateMessage(m), AddOutbox(receipt(m)))]
+        assert await write(a, ops) is None
+        r.delete(f"{p}m:{ms[0].id}")  # removed (by an operator)
+        r.hset(f"{p}m:{ms[1].id}", "r", '[2,1600.0,"x"]')  # settled by a write we did not see
+        a.feed.orphans.update(m.id for m in ms)
+        await a.feed.requeue_orphans()
+        assert owed(r, p, "a") == set() and not r.exists(f"{p}rx:demo")
+        await close(a)
 
     await aio(body())

@@ -4,15 +4,20 @@ Every account has a stream `rx:<account>` read through the consumer group "gw": 
 goes to one process. A process reads an account's stream only while it has a receiver of that
 account with room (`want`), as many entries as that room, in one blocking XREADGROUP over all
 such streams and its own `inbox:<node>` (reports other processes forward to it; a "wake" entry
-there ends the blocking read when an account gets room). A commit that adds entries for an
+there ends the blocking read when an account gets room). A commit that adds deliver_sm for an
 account with room here takes them for this process itself (scripts.py), and `hand` gets them
-with the records the process already has. An entry stays pending for the process until its
-deliver_sm is answered (the commit script acknowledges and deletes it).
+with the records the process already has; a final receipt taken so has no stream entry at all,
+only its id in `owed:<node>` (held here with the entry id ''). An entry stays pending for the
+process until its deliver_sm is answered (the commit script acknowledges and deletes it, or
+takes the id off `owed:`).
 
 A process that holds entries touches them (resetting their idle time) every few seconds, so any
 entry idle for longer than `claim_after` belongs to a process that died: readers take it over
 (XAUTOCLAIM). When a process's last receiver of an account goes, what it holds goes back to the
-stream as new entries (`give_back`) for a receiver elsewhere. Entries nobody reads for
+stream as new entries (`give_back`; a receipt owed here without one gets one, REQUEUE) for a
+receiver elsewhere. The owed receipts of a process that died (moved to the taker-over's
+`owed:` by CLAIM), or that a process of the same name left before a restart, are `orphans`:
+rebuilt from their messages (`StoreSink.receipt_for`) and added to their streams. Entries nobody reads for
 `max_age` are dropped by a sweep that one process at a time runs (a lock key).
 
 On a Redis Cluster each partition (keys.py) has its own streams and inbox, on its shard: a
@@ -31,8 +36,8 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from smppgw.logs import event
-from smppgw.store.base import OutboxRecord
-from smppgw.store.redis.codec import record_from_entry, report_from_json
+from smppgw.store.base import RECEIPT_OWED, OutboxRecord
+from smppgw.store.redis.codec import entry_blob, record_from_entry, report_from_json
 from smppgw.store.redis.shards import MOVING
 
 log = logging.getLogger("smppgw.store.redis")
@@ -50,6 +55,7 @@ class Feed:
         self.rooms: dict[str, int] = {}  # account -> deliver_sm its receivers here take now
         self.watched: set[str] = set()  # accounts whose stream and group are known to exist
         self.held: dict[str, tuple[str, str, int]] = {}  # record key -> (account, entry id, partition)
+        self.orphans: set[str] = set()  # ids of receipts in our `owed:` whose record is not here
         self.reading: dict[int, frozenset[str]] = {}  # partition -> accounts its blocking read reads
         self._woken: set[int] = set()  # partitions whose blocked read a wake is on its way to
         self.tasks: list[asyncio.Task[None]] = []
@@ -82,13 +88,12 @@ class Feed:
         return f"{record.message_id}/final" if record.on_row else record.key
 
     async def give_back(self, records: list[OutboxRecord]) -> None:
-        by_stream: dict[tuple[str, int], list[str]] = defaultdict(list)
+        items = []
         for record in records:
             held = self.held.pop(self.entry_key(record), None)
             if held is not None:
-                by_stream[held[0], held[2]].append(held[1])
-        for (account, p), ids in by_stream.items():
-            await self._return(account, ids, p)
+                items.append((held[0], held[1], record, held[2]))
+        await self._return(items)
 
     # -- the loops ------------------------------------------------------------------------------
 
@@ -187,28 +192,74 @@ class Feed:
         """Entries now pending for this process (read, taken over, or taken by a commit) to the
         outbox: (account, entry id, record, partition)."""
         sink = self.store.sink
-        unwanted: dict[tuple[str, int], list[str]] = defaultdict(list)
+        unwanted = []
         for account, entry_id, record, p in taken:
             if account not in self.rooms:
                 # read by a call that began while a receiver was still here
-                unwanted[account, p].append(entry_id)
+                unwanted.append((account, entry_id, record, p))
                 continue
             self.held[self.entry_key(record)] = (account, entry_id, p)
             self.rooms[account] -= 1
             sink.deliver(record)
-        for (account, p), ids in unwanted.items():
-            self.store.background(self._return(account, ids, p))
+        if unwanted:
+            self.store.background(self._return(unwanted))
 
-    async def _return(self, account: str, ids: list[str], p: int) -> None:
-        """Entries this process holds back to the stream, as new entries for any reader."""
+    async def _return(self, items: list[tuple[str, str, OutboxRecord, int]]) -> None:
+        """What this process holds back to the streams, for any reader: (account, entry id,
+        record, partition). An entry goes again as a new entry (GIVE_BACK), a final receipt owed
+        here without one gets one (REQUEUE)."""
         s = self.store
+        entries: dict[tuple[str, int], list[str]] = defaultdict(list)
+        owed: dict[tuple[str, int], list[str]] = defaultdict(list)
+        for account, entry_id, record, p in items:
+            if entry_id:
+                entries[account, p].append(entry_id)
+            else:
+                owed[account, p] += [record.message_id, account, entry_blob(record)]
+        for (account, p), ids in entries.items():
+            try:
+                n = await s.script("give_back", [s.node, *ids], keys=[f"{s.keys.parts[p]}rx:{account}"])
+            except Exception as e:  # taken over by another reader once idle for claim_after
+                log.warning("event=give_back_failed records=%d error=%r", len(ids), e)
+                continue
+            event(log, "receipts_given_back", account=account, records=int(n))
+        for (account, p), args in owed.items():
+            try:
+                n = await self._requeue(p, args)
+            except Exception as e:  # rebuilt from their messages and added by the keep loop
+                log.warning("event=give_back_failed records=%d error=%r", len(args) // 3, e)
+                self.orphans.update(args[::3])
+                continue
+            event(log, "receipts_given_back", account=account, records=int(n))
+
+    async def requeue_orphans(self) -> None:
+        """The receipts in our `owed:` whose record this process does not have (taken over from a
+        dead process, or left by a process of this name before a restart): rebuilt from their
+        messages and added to their streams; a message gone or no longer owing one is forgotten.
+        If Redis fails midway, all of them are tried again (REQUEUE passes over those done)."""
+        s = self.store
+        ids, self.orphans = sorted(self.orphans), set()
         try:
-            stream = f"{s.keys.parts[p]}rx:{account}"
-            n = await s.script("give_back", [s.node, *ids], keys=[stream])
-        except Exception as e:  # taken over by another reader once idle for claim_after
-            log.warning("event=give_back_failed records=%d error=%r", len(ids), e)
-            return
-        event(log, "receipts_given_back", account=account, records=int(n))
+            messages = {m.id: m for m in await s.lease.load(ids)}
+            by_part: dict[int, list[str]] = defaultdict(list)
+            for mid in ids:
+                m = messages.get(mid)
+                if m is not None and m.state >= 2 and m.receipt == RECEIPT_OWED:
+                    record = s.sink.receipt_for(m)
+                    by_part[s.keys.of(mid)] += [mid, record.account, entry_blob(record)]
+                else:
+                    by_part[s.keys.of(mid)] += [mid, "", ""]
+            added = 0
+            for p, args in by_part.items():
+                added += await self._requeue(p, args)
+        except BaseException:
+            self.orphans.update(ids)
+            raise
+        event(log, "receipts_requeued", logging.WARNING, records=len(ids), added=added)
+
+    async def _requeue(self, p: int, triples: list[str]) -> int:
+        s = self.store
+        return int(await s.script("requeue", [s.keys.parts[p], s.node, *triples], keys=[s.keys.route(p)]))
 
     async def _inbox(self, inbox: str, entries: list[Any]) -> None:
         s = self.store
@@ -236,6 +287,8 @@ class Feed:
         while not self._stopping:
             await asyncio.sleep(max(1.0, self.claim_after / 3))
             try:
+                if self.orphans and s.sink is not None:
+                    await self.requeue_orphans()
                 await self._touch_and_adopt()
                 await self._count_waiting()
                 if time.monotonic() >= next_sweep:
@@ -250,7 +303,8 @@ class Feed:
         s = self.store
         by_stream: dict[str, list[str]] = defaultdict(list)
         for account, entry, p in self.held.values():
-            by_stream[f"{s.keys.parts[p]}rx:{account}"].append(entry)
+            if entry:  # (a receipt owed here without an entry is kept by our heartbeat)
+                by_stream[f"{s.keys.parts[p]}rx:{account}"].append(entry)
         for stream, ids in by_stream.items():
             for i in range(0, len(ids), 500):
                 await s.script("touch", [s.node, *ids[i : i + 500]], keys=[stream])

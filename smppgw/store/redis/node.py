@@ -149,12 +149,36 @@ class Lease:
         records = await self.load(mine)
         if records:
             s.claimed(records)
+        # and so are the receipts owed here then: those we no longer hold go to their streams
+        s.background(self._owed_not_held())
+
+    async def _owed_not_held(self) -> None:
+        """The receipts in our `owed:` that this process does not hold (it dropped them when it
+        was fenced) to the feed's orphans. The changes lane's empty write goes after the read:
+        once it is answered, every commit that ran before the read has had its answer (what it
+        took is held)."""
+        s = self.store
+        try:
+            owed = await self._owed_ids(s.node)
+            await s.barrier()
+        except Exception as e:
+            log.warning("event=owed_receipts_unread error=%r", e)
+            return
+        held = {key[: -len("/final")] for key in s.feed.held if key.endswith("/final")}
+        s.feed.orphans.update(i for i in owed if i not in held)
 
     async def _open_ids(self, node: str) -> list[str]:
         s = self.store
         ids: list[str] = []
         for part in s.keys.parts:
             ids += [i.decode() for i in await s.client.smembers(f"{part}open:{node}")]
+        return ids
+
+    async def _owed_ids(self, node: str) -> list[str]:
+        s = self.store
+        ids: list[str] = []
+        for part in s.keys.parts:
+            ids += [i.decode() for i in await s.client.smembers(f"{part}owed:{node}")]
         return ids
 
     async def _claim_dead(self) -> None:
@@ -176,14 +200,17 @@ class Lease:
 
     async def claim(self, name: str) -> list[str] | None:
         """Take over the work of the dead process `name`, partition by partition: the ids of
-        its unfinished messages, now ours; None if it is not dead or another process claims it."""
+        its unfinished messages, now ours; None if it is not dead or another process claims it.
+        The receipts it owed without a stream entry are ours too, and go to their streams
+        (`Feed.requeue_orphans`, in the feed's next round)."""
         s = self.store
         if not await s.script("claim_begin", [s.g, s.node, name]):
             return None
         ids: list[str] = []
         for p, part in enumerate(s.keys.parts):
-            got = await s.script("claim", [part, s.node, name], [s.keys.route(p)])
+            got, owed = await s.script("claim", [part, s.node, name], [s.keys.route(p)])
             ids += [i.decode() for i in got]
+            s.feed.orphans.update(i.decode() for i in owed)
         await s.script("claim_end", [s.g, name, s.node])
         return ids
 

@@ -20,6 +20,10 @@ one slot of their own):
                          field `d`, a JSON list: key, message_id, on_row, state, the rest
                          (codec.py)
   P rxs           set    accounts that have such a stream
+  P owed:<node>   set    ids of final receipts a process's receivers took at their commit, with
+                         no stream entry: the process has the record (a taker-over, or the
+                         process itself after a restart, rebuilds it from the message and adds
+                         it to the stream)
   P rk:<key>      string an intermediate receipt or MO already added (a retried batch adds it once)
   P nodes         set    processes that own work; P node:<node> their heartbeat (expires)
   P claims        hash   a dead process -> the process taking its work over (while it does)
@@ -63,21 +67,26 @@ end
 # deliver_sm this process's receivers take now (JSON {account: how many}, or ''). Returns
 # {fenced ids, early reports (JSON), dropped receipts as (account, message_id, state, why)
 # quadruples, deliver_sm taken as (account, entry id, what) triples}: `what` is the place of the
-# add op among the batch's adds when the entry is one it added (the process has its record), else
-# the entry's fields (one waiting before it).
+# add op among the batch's adds when it is one the batch added (the process has its record; its
+# entry id is '' when it took it without a stream entry), else the entry's fields (one waiting
+# before it).
 #
 # Redis's cost is per command, per field and per value that crosses into Lua (and, with AOF, per
 # byte written), so a message costs one hash write at submit, one read (3 fields) and one write
-# (2) at its final state, one stream entry and one hash write (1) when its receipt is settled;
-# what many messages of the batch share goes at the end in one variadic command each (open set,
-# done set, acks and deletes of stream entries, the streams' length checks).
+# (2) at its final state, and one hash write (1) when its receipt is settled; what many messages
+# of the batch share goes at the end in one variadic command each (open set, done set, owed set,
+# acks and deletes of stream entries, the streams' length checks).
 # Ownership is the hash's `node` field, read with the old values an update needs: its state (a
 # final state applied again, by a retried batch, owes no second receipt) and its pid.
-# A receipt for a receiver of this process goes to it here and now (XREADGROUP as its blocking
-# read would, so it is pending for this process like any it read): the process hands the record
-# it has to its outbox, without reading back and parsing what it just wrote. (Should the answer
-# be lost, the batch applied again adds nothing and takes nothing; what the first application
-# took is pending here untouched, and adopted by a reader once idle for claim_after.)
+# A receipt for a receiver of this process goes to it here and now, what waited in the account's
+# stream first (XREADGROUP as its blocking read would, so it is pending for this process like any
+# it read). A final receipt the room still has place for gets no stream entry at all: its id goes
+# to `owed:<node>` (its message's `r` says it is owed), the process hands the record it has to
+# its outbox, and the settle takes the id off. Only what the process gives back, or leaves
+# behind when it dies, goes to the stream (REQUEUE). Should the answer be lost, the batch applied
+# again adds nothing: a final receipt already in `owed:<node>` is taken again (or, without room
+# now, goes to the stream); what the first application read from the stream is pending here
+# untouched, and adopted by a reader once idle for claim_after.
 COMMIT = (
     _DROP_ENTRY
     + """
@@ -85,11 +94,10 @@ local P, me, now = ARGV[1], ARGV[2], ARGV[3]
 local maxper, pidttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local ops = cjson.decode(ARGV[6])
 local trailttl = tonumber(ARGV[7])
-local here = nil
-if ARGV[8] ~= '' then here = cjson.decode(ARGV[8]) end
 local fenced, early, dropped, newly_owed, taken = {}, {}, {}, {}, {}
 local opened, closed, done, unpid = {}, {}, {}, {}
 local acks, added, ours, nadd = {}, {}, {}, 0
+local owedkey, owe, unowe, left = P .. 'owed:' .. me, {}, {}, {}
 
 local function ack(stream, entry)
   local t = acks[stream]
@@ -103,6 +111,32 @@ local function each(head, list, step)  -- one variadic command per 1,000 items (
     local args = {unpack(head)}
     for j = i, math.min(#list, i + n - 1) do args[#args + 1] = list[j] end
     redis.call(unpack(args))
+  end
+end
+
+local function take(account, entry, what)
+  taken[#taken + 1] = account
+  taken[#taken + 1] = entry
+  taken[#taken + 1] = what
+end
+
+local function read(account, room)  -- (pcall: a group Redis lost is the feed's to make again)
+  local stream = P .. 'rx:' .. account
+  local got = redis.pcall('XREADGROUP', 'GROUP', 'gw', me, 'COUNT', room, 'STREAMS', stream, '>')
+  local n = 0
+  if type(got) == 'table' and got[1] then
+    for _, e in ipairs(got[1][2]) do
+      take(account, e[1], ours[e[1]] or e[2])
+      n = n + 1
+    end
+  end
+  return n
+end
+
+if ARGV[8] ~= '' then  -- the room of this process's receivers: what waited goes first
+  for account, room in pairs(cjson.decode(ARGV[8])) do
+    if redis.call('EXISTS', P .. 'rx:' .. account) == 1 then room = room - read(account, room) end
+    left[account] = room
   end
 end
 
@@ -155,27 +189,38 @@ for _, op in ipairs(ops) do
       redis.call('HSET', key, 'd', op[3])
     end
   elseif kind == 'A' or kind == 'a' then  -- account, message id (A) or key (a), entry
-    local add
+    local account, add = op[2], false
     nadd = nadd + 1
     if kind == 'A' then  -- a final receipt: with its message's final state, once
-      add = newly_owed[op[3]]
+      local id, room = op[3], left[account] or 0
+      local again = not newly_owed[id] and redis.call('SISMEMBER', owedkey, id) == 1
+      if newly_owed[id] or again then
+        if room > 0 then  -- to this process's receiver, without a stream entry
+          left[account] = room - 1
+          if not again then owe[#owe + 1] = id end
+          take(account, '', nadd)
+        else
+          if again then redis.call('SREM', owedkey, id) end
+          add = true
+        end
+      end
     else  -- an intermediate receipt or MO: once by its key
       add = redis.call('SET', P .. 'rk:' .. op[3], '1', 'NX', 'PX', 86400000)
     end
     if add then
-      ours[redis.call('XADD', P .. 'rx:' .. op[2], '*', 'd', op[4])] = nadd
-      added[op[2]] = true
+      ours[redis.call('XADD', P .. 'rx:' .. account, '*', 'd', op[4])] = nadd
+      added[account] = true
     end
   elseif kind == 'X' then
     ack(P .. 'rx:' .. op[2], op[3])
-  elseif kind == 'D' then  -- id, r, account, entry
+  elseif kind == 'D' then  -- id, r, account, entry ('' if none: owed here, or not known)
     local key = P .. 'm:' .. op[2]
     -- one write, no read: a message with a receipt owed has its `r` (and is not purged while it
     -- is owed), so a new field means it was gone (or of the layout before, with `receipt`)
     if redis.call('HSET', key, 'r', op[3]) == 1 and redis.call('HEXISTS', key, 'node') == 0 then
       redis.call('DEL', key)
     end
-    if op[5] ~= '' then ack(P .. 'rx:' .. op[4], op[5]) end
+    if op[5] ~= '' then ack(P .. 'rx:' .. op[4], op[5]) else unowe[#unowe + 1] = op[2] end
   elseif kind == 'E' then
     local key = P .. 'ev:' .. op[2]
     redis.call('RPUSH', key, op[3])
@@ -188,6 +233,8 @@ each({'SADD', open}, opened, 1)
 each({'SREM', open}, closed, 1)
 each({'ZADD', P .. 'done'}, done, 2)
 each({'DEL'}, unpid, 1)
+each({'SADD', owedkey}, owe, 1)
+each({'SREM', owedkey}, unowe, 1)
 for stream, entries in pairs(acks) do
   each({'XACK', stream, 'gw'}, entries, 1)
   each({'XDEL', stream}, entries, 1)
@@ -203,17 +250,8 @@ for account in pairs(added) do
       drop_entry(P, stream, e, 'overflow', now, dropped, account)
     end
   end
-  local room = here and here[account]
-  if room then  -- (pcall: a group Redis lost is the feed's to make again, not a failed batch)
-    local got = redis.pcall('XREADGROUP', 'GROUP', 'gw', me, 'COUNT', room, 'STREAMS', stream, '>')
-    if type(got) == 'table' and got[1] then
-      for _, e in ipairs(got[1][2]) do
-        taken[#taken + 1] = account
-        taken[#taken + 1] = e[1]
-        taken[#taken + 1] = ours[e[1]] or e[2]
-      end
-    end
-  end
+  local room = left[account]
+  if room and room > 0 then read(account, room) end
 end
 return {fenced, early, dropped, taken}
 """
@@ -293,7 +331,9 @@ end
 return 1
 """
 
-# ARGV: partition prefix, node (the claimer), dead node. Returns the ids now ours.
+# ARGV: partition prefix, node (the claimer), dead node. Returns {the ids of the unfinished
+# messages now ours, the ids of the final receipts it owed without a stream entry, now in our
+# `owed:` set (the claimer adds them to the stream, REQUEUE)}.
 CLAIM = """
 local P, me, dead = ARGV[1], ARGV[2], ARGV[3]
 local ids = redis.call('SMEMBERS', P .. 'open:' .. dead)
@@ -303,12 +343,42 @@ for _, id in ipairs(ids) do
   redis.call('SADD', mine, id)
 end
 redis.call('DEL', P .. 'open:' .. dead)
+local owed = redis.call('SMEMBERS', P .. 'owed:' .. dead)
+if #owed > 0 then
+  redis.call('SUNIONSTORE', P .. 'owed:' .. me, P .. 'owed:' .. me, P .. 'owed:' .. dead)
+  redis.call('DEL', P .. 'owed:' .. dead)
+end
 local inbox = P .. 'inbox:' .. dead
 for _, e in ipairs(redis.call('XRANGE', inbox, '-', '+')) do
   if e[2][2] == 'report' then redis.call('XADD', P .. 'inbox:' .. me, '*', unpack(e[2])) end
 end
 redis.call('DEL', inbox)
-return ids
+return {ids, owed}
+"""
+
+# ARGV: partition prefix, node, then (message id, account, entry or '') triples: final receipts
+# this process owes without a stream entry (COMMIT) that it gives back, took over, or left before
+# a restart. Each that is still owed here and by its message goes to the account's stream (as a
+# new entry, for any process's reader); one without an entry (its message is gone) is only
+# forgotten. Returns how many were added.
+REQUEUE = """
+local P, me = ARGV[1], ARGV[2]
+local owed, n = P .. 'owed:' .. me, 0
+for i = 3, #ARGV, 3 do
+  local id, account, entry = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if redis.call('SREM', owed, id) == 1 and entry ~= '' then
+    local r = redis.call('HMGET', P .. 'm:' .. id, 'r', 'receipt')  -- (`receipt`: the layout before)
+    if r[1] == '1' or (not r[1] and r[2] == '1') then
+      local stream = P .. 'rx:' .. account
+      if redis.call('SADD', P .. 'rxs', account) == 1 then
+        redis.pcall('XGROUP', 'CREATE', stream, 'gw', '0', 'MKSTREAM')
+      end
+      redis.call('XADD', stream, '*', 'd', entry)
+      n = n + 1
+    end
+  end
+end
+return n
 """
 
 # ARGV: prefix, account, member, limit, node. 1 counted; 0 the account is at its limit. Binds of
@@ -474,6 +544,7 @@ ALL = {
     "bucket": BUCKET,
     "slots": SLOTS,
     "give_back": GIVE_BACK,
+    "requeue": REQUEUE,
     "touch": TOUCH,
     "sweep": SWEEP,
     "purge": PURGE,

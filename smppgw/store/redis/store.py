@@ -122,6 +122,9 @@ class RedisStore(Commits):
             for part in self.keys.parts:
                 _ensure_group(sync, f"{part}inbox:{self.node}")
                 ids += [i.decode() for i in sync.smembers(f"{part}open:{self.node}")]
+                # receipts a process of this name owed when it stopped: to their streams, once
+                # the gateway is attached (its records are rebuilt from their messages)
+                self.feed.orphans.update(i.decode() for i in sync.smembers(f"{part}owed:{self.node}"))
             pipe = sync.pipeline(transaction=False)
             for mid in ids:
                 pipe.hgetall(f"{self.keys.part(mid)}m:{mid}")
@@ -190,6 +193,12 @@ class RedisStore(Commits):
         where its first key lives)."""
         assert self.scripts is not None
         return await self.scripts.call(self.client, name, keys or [self.keys.shared_route], args)
+
+    async def barrier(self) -> None:
+        """Until the state changes written before it have been committed and answered."""
+        fut: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        self.write([], lambda error: None if fut.done() else fut.set_result(error))
+        await fut
 
     async def ensure_inbox(self) -> None:
         for part in self.keys.parts:
