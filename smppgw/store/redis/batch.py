@@ -59,12 +59,19 @@ class Part:
     __slots__ = ("writes", "payloads", "count", "inserted")
     payloads: list[tuple[int, bytes, list[OutboxRecord]]]  # partition, ops, the deliver_sm they add
 
-    def __init__(self, writes: list[tuple[Sequence[Op], Done]], entries: dict[str, Any], keys: Keys) -> None:
+    def __init__(
+        self,
+        writes: list[tuple[Sequence[Op], Done]],
+        entries: dict[str, Any],
+        keys: Keys,
+        rooms: dict[str, int] | None = None,
+    ) -> None:
         self.writes = writes
         ops = [op for ops, _ in writes for op in ops]
         now = time.time()
+        left = dict(rooms) if rooms else None  # (used up by the partitions' final receipts in turn)
         if keys.count == 1:
-            payload, self.count, added = encode_ops(ops, now, entries)
+            payload, self.count, added = encode_ops(ops, now, entries, left)
             self.payloads = [(0, payload, added)]
         else:
             split: dict[int, list[Op]] = {}
@@ -72,7 +79,7 @@ class Part:
                 split.setdefault(partition(op, keys, entries), []).append(op)
             self.payloads, self.count = [], 0
             for p, some in sorted(split.items()):
-                payload, n, added = encode_ops(some, now, entries)
+                payload, n, added = encode_ops(some, now, entries, left)
                 self.payloads.append((p, payload, added))
                 self.count += n
         self.inserted = [
@@ -108,12 +115,16 @@ def merged(replies: list[Any]) -> list[Any]:
 
 def taken_records(reply: list[Any], p: int, added: list[OutboxRecord]) -> list[Any]:
     """The deliver_sm a commit's script took for this process's receivers: (account, entry id,
-    record, partition); a record the batch added is that record, one waiting before is read."""
+    record, partition); a record the batch added is that record, one waiting before is read. A
+    final receipt sent without its entry that found no room is owed here all the same, for the
+    process to give back: its entry id is None."""
     out, flat = [], reply[3]
     for i in range(0, len(flat), 3):
         account, entry, what = flat[i].decode(), flat[i + 1].decode(), flat[i + 2]
         if type(what) is int:
-            record = added[what - 1]
+            record = added[abs(what) - 1]
+            if what < 0:
+                entry = None
         else:
             record = record_from_entry(dict(zip(what[::2], what[1::2], strict=True)))
         out.append((account, entry, record, p))

@@ -239,7 +239,9 @@ def report_from_json(raw: bytes | str) -> tuple[str, StatusReport]:
 # -- a batch of ops -----------------------------------------------------------------------------
 
 
-def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int, list[OutboxRecord]]:
+def encode_ops(
+    ops: list[Op], now: float, entries: Any, rooms: dict[str, int] | None = None
+) -> tuple[bytes, int, list[OutboxRecord]]:
     """The commit script's op list as JSON (UTF-8 text stays text), how many ops it holds, and
     the deliver_sm it adds in the order of their ops (the script names one by its place there).
 
@@ -247,6 +249,9 @@ def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int, lis
     message: an update writes the record's current columns), replaced contents, new deliver_sm,
     removed ones, settled receipts, trail events. `entries` maps a deliver_sm this process holds
     to its stream entry (key -> (account, entry id, partition)), for removals and settled receipts.
+    `rooms`: how many deliver_sm this process's receivers take now, per account (used up as the
+    batch's final receipts take it): a final receipt that the script will most likely hand to
+    one of them goes without its entry (scripts.py; the process has the record).
     """
     inserts: list[Any] = []
     updates: dict[str, MessageRecord] = {}
@@ -268,7 +273,11 @@ def encode_ops(ops: list[Op], now: float, entries: Any) -> tuple[bytes, int, lis
             o = op.record  # type: ignore[union-attr]
             added.append(o)
             if o.on_row:  # added with its message's final state (the script knows it by its id)
-                adds.append(["A", o.account, o.message_id, entry_blob(o)])
+                if rooms and rooms.get(o.account, 0) > 0:
+                    rooms[o.account] -= 1
+                    adds.append(["A", o.account, o.message_id, ""])
+                else:
+                    adds.append(["A", o.account, o.message_id, entry_blob(o)])
             else:  # added once by its key
                 adds.append(["a", o.account, o.key, entry_blob(o)])
         elif kind is RemoveOutbox:

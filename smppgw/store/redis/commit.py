@@ -120,7 +120,7 @@ class Commits:
             answer_all(refused, StoreUnavailable("redis unreachable"))
             return
         lane.busy = True
-        start(self._commit_new(Part(self._take(lane), self.feed.held, self.keys)))
+        start(self._commit_new(Part(self._take(lane), self.feed.held, self.keys, self.feed.rooms)))
 
     def _flush_changes(self) -> None:
         """Start the next commit of state changes: the kept batch alone while Redis is away,
@@ -137,7 +137,7 @@ class Commits:
                 lane.track(updated_ids(ops), -1)
             if lane.queue:
                 self._take_followers(taken)
-            part = Part(taken, self.feed.held, self.keys)
+            part = Part(taken, self.feed.held, self.keys, self.feed.rooms)
         lane.busy = True
         start(self._commit_changes(part))
 

@@ -188,15 +188,16 @@ class Feed:
         # (an entry without fields was deleted meanwhile: dropped as too old or too many)
         self.hand([(account, e.decode(), record_from_entry(fields), p) for e, fields in entries if fields])
 
-    def hand(self, taken: list[tuple[str, str, OutboxRecord, int]]) -> None:
+    def hand(self, taken: list[tuple[str, str | None, OutboxRecord, int]]) -> None:
         """Entries now pending for this process (read, taken over, or taken by a commit) to the
         outbox: (account, entry id, record, partition)."""
         sink = self.store.sink
         unwanted = []
         for account, entry_id, record, p in taken:
-            if account not in self.rooms:
-                # read by a call that began while a receiver was still here
-                unwanted.append((account, entry_id, record, p))
+            if entry_id is None or account not in self.rooms:
+                # read by a call that began while a receiver was still here, or owed here by a
+                # commit that found no room for it
+                unwanted.append((account, entry_id or "", record, p))
                 continue
             self.held[self.entry_key(record)] = (account, entry_id, p)
             self.rooms[account] -= 1

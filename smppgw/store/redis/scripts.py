@@ -68,8 +68,9 @@ end
 # {fenced ids, early reports (JSON), dropped receipts as (account, message_id, state, why)
 # quadruples, deliver_sm taken as (account, entry id, what) triples}: `what` is the place of the
 # add op among the batch's adds when it is one the batch added (the process has its record; its
-# entry id is '' when it took it without a stream entry), else the entry's fields (one waiting
-# before it).
+# entry id is '' when it took it without a stream entry; the place is negative when there was no
+# room for it but the op came without its entry: owed here all the same, for the process to give
+# back, REQUEUE), else the entry's fields (one waiting before it).
 #
 # Redis's cost is per command, per field and per value that crosses into Lua (and, with AOF, per
 # byte written), so a message costs one hash write at submit, one read (3 fields) and one write
@@ -82,11 +83,13 @@ end
 # stream first (XREADGROUP as its blocking read would, so it is pending for this process like any
 # it read). A final receipt the room still has place for gets no stream entry at all: its id goes
 # to `owed:<node>` (its message's `r` says it is owed), the process hands the record it has to
-# its outbox, and the settle takes the id off. Only what the process gives back, or leaves
-# behind when it dies, goes to the stream (REQUEUE). Should the answer be lost, the batch applied
-# again adds nothing: a final receipt already in `owed:<node>` is taken again (or, without room
-# now, goes to the stream); what the first application read from the stream is pending here
-# untouched, and adopted by a reader once idle for claim_after.
+# its outbox, and the settle takes the id off. The process sends such a receipt without its
+# entry (the biggest part of the ops) when it expects room for it; finding none, it is owed here
+# all the same, for the process to give back. Only what the process gives back, or leaves behind
+# when it dies, goes to the stream (REQUEUE). Should the answer be lost, the batch applied again
+# adds nothing: a final receipt already in `owed:<node>` is taken again (or, without room now,
+# goes to the stream, or back to the process); what the first application read from the stream
+# is pending here untouched, and adopted by a reader once idle for claim_after.
 COMMIT = (
     _DROP_ENTRY
     + """
@@ -199,6 +202,9 @@ for _, op in ipairs(ops) do
           left[account] = room - 1
           if not again then owe[#owe + 1] = id end
           take(account, '', nadd)
+        elseif op[4] == '' then  -- sent without its entry (the process has it): for it to give back
+          if not again then owe[#owe + 1] = id end
+          take(account, '', -nadd)
         else
           if again then redis.call('SREM', owedkey, id) end
           add = true
