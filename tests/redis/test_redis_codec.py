@@ -104,11 +104,13 @@ def test_records_of_the_column_layout_still_read():
     assert (e.account, e.dest_addr, e.esm_class, e.created_at) == ("demo", "SRC", 4, 2000.0)
 
 
+@pytest.mark.parametrize("receiver_here", [False, True], ids=["receiver-elsewhere", "receiver-here"])
 @pytest_twisted.ensureDeferred
-async def test_a_message_s_life_costs_redis_a_few_commands(keys):
+async def test_a_message_s_life_costs_redis_a_few_commands(keys, receiver_here):
     """Redis's cost is per command: a message with a receipt costs one hash write at submit, one
-    read and one write at its final state, its stream entry, one write when its receipt is
-    settled; what the batch shares (open set, done set, acks) is one command each."""
+    read and one write at its final state, its stream entry (none when a receiver of the
+    committing process takes it), one write when its receipt is settled; what the batch shares
+    (open, done and owed sets, acks) is one command each."""
 
     async def body():
         from smppgw.store.base import RECEIPT_DELIVERED, RECEIPT_OWED, ReceiptDone
@@ -120,6 +122,8 @@ async def test_a_message_s_life_costs_redis_a_few_commands(keys):
         r = raw(url)
         r.config_resetstat()
         await write(store, [InsertMessage(m) for m in ms])
+        if receiver_here:
+            store.want_receipts("demo", 500)
         ops = []
         for m in ms:
             m.state, m.provider, m.provider_id, m.done_at, m.receipt = (
@@ -136,9 +140,11 @@ async def test_a_message_s_life_costs_redis_a_few_commands(keys):
         await write(store, [ReceiptDone(m.id, RECEIPT_DELIVERED, 1600.0, "peer") for m in ms])
         calls = {k.removeprefix("cmdstat_"): v["calls"] for k, v in r.info("commandstats").items()}
         assert r.xlen(f"{p}rx:demo") == 0 and r.zcard(f"{p}done") == len(ms)
+        assert not r.exists(f"{p}owed:n1")
         await close(store)
         per_message = {k: round(v / len(ms), 1) for k, v in calls.items() if v >= len(ms) / 2}
-        assert per_message == {"hset": 3.0, "hmget": 1.0, "xadd": 1.0}, calls  # (+1 wake entry)
+        entry = {} if receiver_here else {"xadd": 1.0}
+        assert per_message == {"hset": 3.0, "hmget": 1.0, **entry}, calls  # (+1 wake entry)
         assert sum(calls.values()) < 6.2 * len(ms), calls  # everything else: a few per batch
 
     await aio(body())
