@@ -162,8 +162,9 @@ async def test_a_batch_applied_twice_adds_its_receipts_once(keys):
         ops = [UpdateMessage(m), AddOutbox(receipt(m)), AddOutbox(receipt(enroute, on_row=False))]
         part = Part([(ops, lambda e: None)], {}, store.keys)
         await store._apply(part)
-        await store._apply(part)  # the answer was lost: the same bytes again
+        again = await store._apply(part)  # the answer was lost: the same bytes again
         assert raw(url).xlen(f"{p}rx:demo") == 2
+        assert again[0] == []  # ours, final already: not taken for another process's
         await close(store)
 
     await aio(body())
@@ -196,9 +197,14 @@ async def test_only_the_owning_process_may_change_a_message(keys):
         b, _ = make_store(url, p, "b")
         m = message(5)
         await write(a, [InsertMessage(m)])
+        sent = message(5, state=1, provider="sim", provider_id="P5")
+        assert await write(b, [UpdateMessage(sent)]) is None  # refused inside the script
         other = message(5, state=2, provider="sim", done_at=9.0)
-        assert await write(b, [UpdateMessage(other)]) is None  # refused inside the script
+        assert await write(b, [UpdateMessage(other)]) is None
         assert (await get(a, m.id)).state == 0
+        r = raw(url)
+        assert not r.exists(f"{p}pid:sim:P5") and r.sismember(f"{p}open:a", m.id)
+        assert r.zscore(f"{p}done", m.id) is None
         await close(a, b)
 
     await aio(body())

@@ -304,6 +304,6 @@ def encode_ops(
             out.append(["U", r.id, str(r.state), pid_field(r), sent_blob(r)])
         else:
             done_at = repr(r.done_at) if r.done_at is not None else ""
-            out.append(["U", r.id, str(r.state), "", sent_blob(r), str(r.receipt), done_at])
+            out.append(["U", r.id, str(r.state), pid_field(r), sent_blob(r), str(r.receipt), done_at])
     out += replaces + adds + removes + dones + events
     return _dumps_bytes(out), len(out), added

@@ -73,12 +73,16 @@ end
 # back, REQUEUE), else the entry's fields (one waiting before it).
 #
 # Redis's cost is per command, per field and per value that crosses into Lua (and, with AOF, per
-# byte written), so a message costs one hash write at submit, one read (3 fields) and one write
-# (2) at its final state, and one hash write (1) when its receipt is settled; what many messages
-# of the batch share goes at the end in one variadic command each (open set, done set, owed set,
+# byte written), so a message costs one hash write at submit, one write (3 fields) at its final
+# state, and one hash write (1) when its receipt is settled; what many messages of the batch
+# share is one variadic command each (the open set read and written, the done and owed sets,
 # acks and deletes of stream entries, the streams' length checks).
-# Ownership is the hash's `node` field, read with the old values an update needs: its state (a
-# final state applied again, by a retried batch, owes no second receipt) and its pid.
+# Ownership is the hash's `node` field. An unfinished message is in the `open:` set of its owner
+# and of no other (the insert, CLAIM and the final state keep the two together), so one
+# SMISMEMBER for the batch tells which final states are ours to write: not one that another
+# process took over, nor one already final (a batch applied again owes no second receipt; only
+# then is `node` read, to tell the two apart). An update before the final state reads `node`
+# with the old pid (a new pid is indexed).
 # A receipt for a receiver of this process goes to it here and now, what waited in the account's
 # stream first (XREADGROUP as its blocking read would, so it is pending for this process like any
 # it read). A final receipt the room still has place for gets no stream entry at all: its id goes
@@ -143,44 +147,63 @@ if ARGV[8] ~= '' then  -- the room of this process's receivers: what waited goes
   end
 end
 
+-- the messages of the final states that are open here (ours, and not final yet), in one read
+local open = {}
+do
+  local ids = {}
+  for _, op in ipairs(ops) do
+    if op[1] == 'U' and tonumber(op[3]) >= 2 then ids[#ids + 1] = op[2] end
+  end
+  for i = 1, #ids, 1000 do
+    local some = {unpack(ids, i, math.min(#ids, i + 999))}
+    for j, yes in ipairs(redis.call('SMISMEMBER', P .. 'open:' .. me, unpack(some))) do
+      if yes == 1 then open[some[j]] = true end
+    end
+  end
+end
+
 for _, op in ipairs(ops) do
   local kind = op[1]
   if kind == 'I' then
     local id = op[2]
     redis.call('HSET', P .. 'm:' .. id, 'node', me, unpack(op[4]))
     if tonumber(op[3]) < 2 then opened[#opened + 1] = id end
-  elseif kind == 'U' then  -- id, state, pid, s; a final state: id, state, '', s, receipt, done_at
+  elseif kind == 'U' and tonumber(op[3]) >= 2 then  -- final: id, state, pid, s, receipt, done_at
     local id = op[2]
     local key = P .. 'm:' .. id
-    local old = redis.call('HMGET', key, 'node', 'state', 'pid')
+    if not open[id] then  -- another process's now, or final already (this batch applied again)
+      if redis.call('HGET', key, 'node') ~= me then fenced[#fenced + 1] = id end
+    else
+      if op[6] == '1' then
+        newly_owed[id] = true
+        redis.call('HSET', key, 'state', op[3], 's', op[5], 'r', '1')
+      else
+        redis.call('HSET', key, 'state', op[3], 's', op[5])
+      end
+      closed[#closed + 1] = id
+      if op[4] ~= '' then unpid[#unpid + 1] = P .. 'pid:' .. op[4] end
+      local done_at = op[7]
+      if done_at == '' then done_at = now end
+      done[#done + 1] = done_at  -- (retention passes over it while its receipt is owed)
+      done[#done + 1] = id
+    end
+  elseif kind == 'U' then  -- id, state, pid, s
+    local id = op[2]
+    local key = P .. 'm:' .. id
+    local old = redis.call('HMGET', key, 'node', 'pid')
     if old[1] ~= me then
       fenced[#fenced + 1] = id
     else
-      local state, pid, oldpid = tonumber(op[3]), op[4], old[3] or ''
-      if state < 2 then
-        if pid ~= oldpid then
-          redis.call('HSET', key, 'state', op[3], 's', op[5], 'pid', pid)
-          if pid ~= '' then
-            redis.call('SET', P .. 'pid:' .. pid, id, 'PX', pidttl)
-            local e = redis.call('GETDEL', P .. 'early:' .. pid)
-            if e then early[#early + 1] = e end
-          end
-        else
-          redis.call('HSET', key, 'state', op[3], 's', op[5])
+      local pid = op[4]
+      if pid ~= (old[2] or '') then
+        redis.call('HSET', key, 'state', op[3], 's', op[5], 'pid', pid)
+        if pid ~= '' then
+          redis.call('SET', P .. 'pid:' .. pid, id, 'PX', pidttl)
+          local e = redis.call('GETDEL', P .. 'early:' .. pid)
+          if e then early[#early + 1] = e end
         end
       else
-        if op[6] == '1' and tonumber(old[2] or '0') < 2 then
-          newly_owed[id] = true
-          redis.call('HSET', key, 'state', op[3], 's', op[5], 'r', '1')
-        else
-          redis.call('HSET', key, 'state', op[3], 's', op[5])
-        end
-        closed[#closed + 1] = id
-        if oldpid ~= '' then unpid[#unpid + 1] = P .. 'pid:' .. oldpid end
-        local done_at = op[7]
-        if done_at == '' then done_at = now end
-        done[#done + 1] = done_at  -- (retention passes over it while its receipt is owed)
-        done[#done + 1] = id
+        redis.call('HSET', key, 'state', op[3], 's', op[5])
       end
     end
   elseif kind == 'R' then
@@ -234,9 +257,9 @@ for _, op in ipairs(ops) do
   end
 end
 
-local open = P .. 'open:' .. me
-each({'SADD', open}, opened, 1)
-each({'SREM', open}, closed, 1)
+local openkey = P .. 'open:' .. me
+each({'SADD', openkey}, opened, 1)
+each({'SREM', openkey}, closed, 1)
 each({'ZADD', P .. 'done'}, done, 2)
 each({'DEL'}, unpid, 1)
 each({'SADD', owedkey}, owe, 1)
