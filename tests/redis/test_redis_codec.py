@@ -146,6 +146,7 @@ async def test_a_message_s_life_costs_redis_a_few_commands(keys, receiver_here):
         entry = {} if receiver_here else {"xadd": 1.0}
         assert per_message == {"hset": 3.0, **entry}, calls  # (+1 wake entry)
         assert sum(calls.values()) < 6.2 * len(ms), calls  # everything else: a few per batch
+        assert "del" not in calls  # no provider id was indexed before the final states
 
     await aio(body())
 

@@ -211,6 +211,31 @@ async def test_only_the_owning_process_may_change_a_message(keys):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_provider_id_is_indexed_until_the_final_state_also_after_a_restart(keys):
+    async def body():
+        url, p = keys
+        r = raw(url)
+        a, _ = make_store(url, p, "a")
+        ms = [message(i) for i in (8, 9)]
+        await write(a, [InsertMessage(m) for m in ms])
+        sent = [message(i, state=1, provider="sim", provider_id=f"P{i}") for i in (8, 9)]
+        await write(a, [UpdateMessage(m) for m in sent])
+        assert r.get(f"{p}pid:sim:P8") == ms[0].id.encode() and r.exists(f"{p}pid:sim:P9")
+        done = message(8, state=2, provider="sim", provider_id="P8", done_at=9.0)
+        await write(a, [UpdateMessage(done)])
+        assert not r.exists(f"{p}pid:sim:P8")
+        await a._close(grace=2.0)
+        again, _ = make_store(url, p, "a")  # the same name: its unfinished message comes back
+        assert [m.id for m in again.snapshot.unfinished] == [ms[1].id]
+        done = message(9, state=2, provider="sim", provider_id="P9", done_at=9.0)
+        await write(again, [UpdateMessage(done)])
+        assert not r.exists(f"{p}pid:sim:P9")
+        await close(again)
+
+    await aio(body())
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_dead_process_s_unfinished_messages_and_reports_go_to_a_live_one(keys):
     async def body():
         url, p = keys

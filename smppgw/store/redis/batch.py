@@ -65,13 +65,14 @@ class Part:
         entries: dict[str, Any],
         keys: Keys,
         rooms: dict[str, int] | None = None,
+        indexed: set[str] | None = None,
     ) -> None:
         self.writes = writes
         ops = [op for ops, _ in writes for op in ops]
         now = time.time()
         left = dict(rooms) if rooms else None  # (used up by the partitions' final receipts in turn)
         if keys.count == 1:
-            payload, self.count, added = encode_ops(ops, now, entries, left)
+            payload, self.count, added = encode_ops(ops, now, entries, left, indexed)
             self.payloads = [(0, payload, added)]
         else:
             split: dict[int, list[Op]] = {}
@@ -79,7 +80,7 @@ class Part:
                 split.setdefault(partition(op, keys, entries), []).append(op)
             self.payloads, self.count = [], 0
             for p, some in sorted(split.items()):
-                payload, n, added = encode_ops(some, now, entries, left)
+                payload, n, added = encode_ops(some, now, entries, left, indexed)
                 self.payloads.append((p, payload, added))
                 self.count += n
         self.inserted = [

@@ -240,7 +240,11 @@ def report_from_json(raw: bytes | str) -> tuple[str, StatusReport]:
 
 
 def encode_ops(
-    ops: list[Op], now: float, entries: Any, rooms: dict[str, int] | None = None
+    ops: list[Op],
+    now: float,
+    entries: Any,
+    rooms: dict[str, int] | None = None,
+    indexed: set[str] | None = None,
 ) -> tuple[bytes, int, list[OutboxRecord]]:
     """The commit script's op list as JSON (UTF-8 text stays text), how many ops it holds, and
     the deliver_sm it adds in the order of their ops (the script names one by its place there).
@@ -251,7 +255,9 @@ def encode_ops(
     to its stream entry (key -> (account, entry id, partition)), for removals and settled receipts.
     `rooms`: how many deliver_sm this process's receivers take now, per account (used up as the
     batch's final receipts take it): a final receipt that the script will most likely hand to
-    one of them goes without its entry (scripts.py; the process has the record).
+    one of them goes without its entry (scripts.py; the process has the record). `indexed`: the
+    ids of the messages whose pid: key an update may have written (an update before the final
+    state with a provider id); their final state deletes it, the others' do not look.
     """
     inserts: list[Any] = []
     updates: dict[str, MessageRecord] = {}
@@ -300,10 +306,16 @@ def encode_ops(
             raise TypeError(f"unknown store op {op!r}")
     out = inserts
     for r in updates.values():
-        if r.state < 2:  # (a final state's pid: index goes, by the pid the hash has)
-            out.append(["U", r.id, str(r.state), pid_field(r), sent_blob(r)])
-        else:
+        if r.state < 2:
+            pid = pid_field(r)
+            if pid and indexed is not None:
+                indexed.add(r.id)
+            out.append(["U", r.id, str(r.state), pid, sent_blob(r)])
+        else:  # (its pid: index goes, if an update before wrote it)
             done_at = repr(r.done_at) if r.done_at is not None else ""
-            out.append(["U", r.id, str(r.state), pid_field(r), sent_blob(r), str(r.receipt), done_at])
+            pid = pid_field(r) if indexed is None or r.id in indexed else ""
+            if indexed is not None:
+                indexed.discard(r.id)
+            out.append(["U", r.id, str(r.state), pid, sent_blob(r), str(r.receipt), done_at])
     out += replaces + adds + removes + dones + events
     return _dumps_bytes(out), len(out), added

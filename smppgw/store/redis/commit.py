@@ -79,6 +79,7 @@ class Commits:
     shards: Any
     node: str
     max_batch: int
+    indexed: set[str]  # ids of messages whose pid: key an update may have written (codec.encode_ops)
     max_per_account: int
     pid_ttl_ms: int
     trail_ttl_ms: int
@@ -120,7 +121,7 @@ class Commits:
             answer_all(refused, StoreUnavailable("redis unreachable"))
             return
         lane.busy = True
-        start(self._commit_new(Part(self._take(lane), self.feed.held, self.keys, self.feed.rooms)))
+        start(self._commit_new(self._part(self._take(lane))))
 
     def _flush_changes(self) -> None:
         """Start the next commit of state changes: the kept batch alone while Redis is away,
@@ -137,9 +138,12 @@ class Commits:
                 lane.track(updated_ids(ops), -1)
             if lane.queue:
                 self._take_followers(taken)
-            part = Part(taken, self.feed.held, self.keys, self.feed.rooms)
+            part = self._part(taken)
         lane.busy = True
         start(self._commit_changes(part))
+
+    def _part(self, writes: list[tuple[Sequence[Op], Done]]) -> Part:
+        return Part(writes, self.feed.held, self.keys, self.feed.rooms, self.indexed)
 
     def _take_followers(self, taken: list[tuple[Sequence[Op], Done]]) -> None:
         """After a cut at max_batch: an update is encoded with its record's columns as they are

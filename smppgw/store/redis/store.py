@@ -41,7 +41,7 @@ from smppgw.store.base import (
     TrailEvent,
 )
 from smppgw.store.redis.batch import Lane, Part
-from smppgw.store.redis.codec import message_from_hash, report_json
+from smppgw.store.redis.codec import message_from_hash, pid_field, report_json
 from smppgw.store.redis.commit import Commits
 from smppgw.store.redis.feed import BLOCK_MS, GROUP, Feed
 from smppgw.store.redis.keys import Keys
@@ -75,6 +75,7 @@ class RedisStore(Commits):
         self.sink: StoreSink | None = None
         self._new, self._changes = Lane(), Lane()  # the commit lanes (commit.py)
         self._kept: deque[Part] = deque()  # state changes written again until Redis takes them
+        self.indexed: set[str] = set()  # messages whose pid: key may be written (codec.encode_ops)
         self._compensate: list[str] = []  # ids a failed batch may have stored: delete them
         self._up = True
         self._down_since: float | None = None
@@ -132,6 +133,7 @@ class RedisStore(Commits):
             last = int(sync.incrby(f"{self.g}ids", ID_BLOCK))
         finally:
             sync.close()
+        self._resumed(unfinished)
         where, resumed = self.config.where, len(unfinished)
         event(log, "store_opened", store="redis", url=where, node=self.node, resumed=resumed)
         return Snapshot(unfinished, [], last - ID_BLOCK + 1, [], id_limit=last + 1)
@@ -342,11 +344,18 @@ class RedisStore(Commits):
     # -- what node.py and feed.py hand on to the gateway ----------------------------------------
 
     def claimed(self, records: list[MessageRecord]) -> None:
+        self._resumed(records)
         if self.sink is not None:
             self.sink.claimed(records)
 
+    def _resumed(self, records: list[MessageRecord]) -> None:
+        """Unfinished messages this process carries on (after a restart, or taken over): the pid:
+        key of one that has a provider id may be written."""
+        self.indexed.update(r.id for r in records if pid_field(r))
+
     def fenced(self) -> None:
         self.feed.held.clear()
+        self.indexed.clear()
         if self.sink is not None:
             self.sink.fenced()
 
