@@ -15,9 +15,9 @@ A process that holds entries touches them (resetting their idle time) every few 
 entry idle for longer than `claim_after` belongs to a process that died: readers take it over
 (XAUTOCLAIM). When a process's last receiver of an account goes, what it holds goes back to the
 stream as new entries (`give_back`; a receipt owed here without one gets one, REQUEUE) for a
-receiver elsewhere. The owed receipts of a process that died (moved to the taker-over's
-`owed:` by CLAIM), or that a process of the same name left before a restart, are `orphans`:
-rebuilt from their messages (`StoreSink.receipt_for`) and added to their streams. Entries nobody reads for
+receiver elsewhere. The owed receipts of a process that died (moved to the taker-over's `owed:`
+by CLAIM), or that a process of the same name left before a restart, are `orphans`: rebuilt from
+their messages (`StoreSink.receipt_for`) and added to their streams. Entries nobody reads for
 `max_age` are dropped by a sweep that one process at a time runs (a lock key).
 
 On a Redis Cluster each partition (keys.py) has its own streams and inbox, on its shard: a

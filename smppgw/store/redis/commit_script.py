@@ -1,0 +1,253 @@
+"""The commit script of the Redis store (commit.py calls it once per partition a batch writes):
+every write of a batch applied in one atomic call. Key layout: scripts.py. `DROP_ENTRY` is the
+Lua function that drops a waiting deliver_sm, shared with scripts.py's SWEEP."""
+
+from __future__ import annotations
+
+DROP_ENTRY = """
+local function drop_entry(P, stream, e, why, now, dropped, account)
+  local f = e[2]
+  redis.call('XACK', stream, 'gw', e[1])
+  redis.call('XDEL', stream, e[1])
+  local mid, on_row, state
+  if f[1] == 'd' then  -- key, message_id, on_row, state lead the entry's list (codec.entry_blob)
+    local h = cjson.decode(f[2])
+    mid, on_row, state = h[2], tostring(h[3]), tostring(h[4])
+  else  -- an entry of the layout before: the head as fields of their own
+    mid, on_row, state = f[4], f[6], f[8]
+  end
+  if on_row == '1' then
+    local key = P .. 'm:' .. mid
+    if redis.call('EXISTS', key) == 1 then  -- (in the done set since its final state)
+      redis.call('HSET', key, 'r', '[4,' .. now .. ',' .. cjson.encode(why) .. ']')
+    end
+  end
+  dropped[#dropped + 1] = account
+  dropped[#dropped + 1] = mid
+  dropped[#dropped + 1] = state
+  dropped[#dropped + 1] = why
+end
+"""
+
+# ARGV: prefix, node, now, max_per_account, pid_ttl_ms, ops (JSON), trail ttl ms, and the
+# deliver_sm this process's receivers take now (JSON {account: how many}, or ''). Returns
+# {fenced ids, early reports (JSON), dropped receipts as (account, message_id, state, why)
+# quadruples, deliver_sm taken as (account, entry id, what) triples}: `what` is the place of the
+# add op among the batch's adds when it is one the batch added (the process has its record; its
+# entry id is '' when it took it without a stream entry; the place is negative when there was no
+# room for it but the op came without its entry: owed here all the same, for the process to give
+# back, REQUEUE), else the entry's fields (one waiting before it).
+#
+# Redis's cost is per command, per field and per value that crosses into Lua (and, with AOF, per
+# byte written), so a message costs one hash write at submit, one write (3 fields) at its final
+# state, and one hash write (1) when its receipt is settled; what many messages of the batch
+# share is one variadic command each (the open set read and written, the done and owed sets,
+# acks and deletes of stream entries, the streams' length checks).
+# Ownership is the hash's `node` field. An unfinished message is in the `open:` set of its owner
+# and of no other (the insert, CLAIM and the final state keep the two together), so one
+# SMISMEMBER for the batch tells which final states are ours to write: not one that another
+# process took over, nor one already final (a batch applied again owes no second receipt; only
+# then is `node` read, to tell the two apart). An update before the final state reads `node`
+# with the old pid (a new pid is indexed).
+# A receipt for a receiver of this process goes to it here and now, what waited in the account's
+# stream first (XREADGROUP as its blocking read would, so it is pending for this process like any
+# it read). A final receipt the room still has place for gets no stream entry at all: its id goes
+# to `owed:<node>` (its message's `r` says it is owed), the process hands the record it has to
+# its outbox, and the settle takes the id off. The process sends such a receipt without its
+# entry (the biggest part of the ops) when it expects room for it; finding none, it is owed here
+# all the same, for the process to give back. Only what the process gives back, or leaves behind
+# when it dies, goes to the stream (REQUEUE). Should the answer be lost, the batch applied again
+# adds nothing: a final receipt already in `owed:<node>` is taken again (or, without room now,
+# goes to the stream, or back to the process); what the first application read from the stream
+# is pending here untouched, and adopted by a reader once idle for claim_after.
+COMMIT = (
+    DROP_ENTRY
+    + """
+local P, me, now = ARGV[1], ARGV[2], ARGV[3]
+local maxper, pidttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local ops = cjson.decode(ARGV[6])
+local trailttl = tonumber(ARGV[7])
+local fenced, early, dropped, newly_owed, taken = {}, {}, {}, {}, {}
+local opened, closed, done, unpid = {}, {}, {}, {}
+local acks, added, ours, nadd = {}, {}, {}, 0
+local owedkey, owe, unowe, left = P .. 'owed:' .. me, {}, {}, {}
+
+local function ack(stream, entry)
+  local t = acks[stream]
+  if not t then t = {}; acks[stream] = t end
+  t[#t + 1] = entry
+end
+
+local function each(head, list, step)  -- one variadic command per 1,000 items (of `step` args)
+  local n = 1000 * step
+  for i = 1, #list, n do
+    local args = {unpack(head)}
+    for j = i, math.min(#list, i + n - 1) do args[#args + 1] = list[j] end
+    redis.call(unpack(args))
+  end
+end
+
+local function take(account, entry, what)
+  taken[#taken + 1] = account
+  taken[#taken + 1] = entry
+  taken[#taken + 1] = what
+end
+
+local function read(account, room)  -- (pcall: a group Redis lost is the feed's to make again)
+  local stream = P .. 'rx:' .. account
+  local got = redis.pcall('XREADGROUP', 'GROUP', 'gw', me, 'COUNT', room, 'STREAMS', stream, '>')
+  local n = 0
+  if type(got) == 'table' and got[1] then
+    for _, e in ipairs(got[1][2]) do
+      take(account, e[1], ours[e[1]] or e[2])
+      n = n + 1
+    end
+  end
+  return n
+end
+
+if ARGV[8] ~= '' then  -- the room of this process's receivers: what waited goes first
+  for account, room in pairs(cjson.decode(ARGV[8])) do
+    if redis.call('EXISTS', P .. 'rx:' .. account) == 1 then room = room - read(account, room) end
+    left[account] = room
+  end
+end
+
+-- the messages of the final states that are open here (ours, and not final yet), in one read
+local open = {}
+do
+  local ids = {}
+  for _, op in ipairs(ops) do
+    if op[1] == 'U' and tonumber(op[3]) >= 2 then ids[#ids + 1] = op[2] end
+  end
+  for i = 1, #ids, 1000 do
+    local some = {unpack(ids, i, math.min(#ids, i + 999))}
+    for j, yes in ipairs(redis.call('SMISMEMBER', P .. 'open:' .. me, unpack(some))) do
+      if yes == 1 then open[some[j]] = true end
+    end
+  end
+end
+
+for _, op in ipairs(ops) do
+  local kind = op[1]
+  if kind == 'I' then
+    local id = op[2]
+    redis.call('HSET', P .. 'm:' .. id, 'node', me, unpack(op[4]))
+    if tonumber(op[3]) < 2 then opened[#opened + 1] = id end
+  elseif kind == 'U' and tonumber(op[3]) >= 2 then  -- final: id, state, pid, s, receipt, done_at
+    local id = op[2]
+    local key = P .. 'm:' .. id
+    if not open[id] then  -- another process's now, or final already (this batch applied again)
+      if redis.call('HGET', key, 'node') ~= me then fenced[#fenced + 1] = id end
+    else
+      if op[6] == '1' then
+        newly_owed[id] = true
+        redis.call('HSET', key, 'state', op[3], 's', op[5], 'r', '1')
+      else
+        redis.call('HSET', key, 'state', op[3], 's', op[5])
+      end
+      closed[#closed + 1] = id
+      if op[4] ~= '' then unpid[#unpid + 1] = P .. 'pid:' .. op[4] end
+      local done_at = op[7]
+      if done_at == '' then done_at = now end
+      done[#done + 1] = done_at  -- (retention passes over it while its receipt is owed)
+      done[#done + 1] = id
+    end
+  elseif kind == 'U' then  -- id, state, pid, s
+    local id = op[2]
+    local key = P .. 'm:' .. id
+    local old = redis.call('HMGET', key, 'node', 'pid')
+    if old[1] ~= me then
+      fenced[#fenced + 1] = id
+    else
+      local pid = op[4]
+      if pid ~= (old[2] or '') then
+        redis.call('HSET', key, 'state', op[3], 's', op[5], 'pid', pid)
+        if pid ~= '' then
+          redis.call('SET', P .. 'pid:' .. pid, id, 'PX', pidttl)
+          local e = redis.call('GETDEL', P .. 'early:' .. pid)
+          if e then early[#early + 1] = e end
+        end
+      else
+        redis.call('HSET', key, 'state', op[3], 's', op[5])
+      end
+    end
+  elseif kind == 'R' then
+    local id = op[2]
+    local key = P .. 'm:' .. id
+    if redis.call('HGET', key, 'node') ~= me then
+      fenced[#fenced + 1] = id
+    else
+      redis.call('HSET', key, 'd', op[3])
+    end
+  elseif kind == 'A' or kind == 'a' then  -- account, message id (A) or key (a), entry
+    local account, add = op[2], false
+    nadd = nadd + 1
+    if kind == 'A' then  -- a final receipt: with its message's final state, once
+      local id, room = op[3], left[account] or 0
+      local again = not newly_owed[id] and redis.call('SISMEMBER', owedkey, id) == 1
+      if newly_owed[id] or again then
+        if room > 0 then  -- to this process's receiver, without a stream entry
+          left[account] = room - 1
+          if not again then owe[#owe + 1] = id end
+          take(account, '', nadd)
+        elseif op[4] == '' then  -- sent without its entry (the process has it): for it to give back
+          if not again then owe[#owe + 1] = id end
+          take(account, '', -nadd)
+        else
+          if again then redis.call('SREM', owedkey, id) end
+          add = true
+        end
+      end
+    else  -- an intermediate receipt or MO: once by its key
+      add = redis.call('SET', P .. 'rk:' .. op[3], '1', 'NX', 'PX', 86400000)
+    end
+    if add then
+      ours[redis.call('XADD', P .. 'rx:' .. account, '*', 'd', op[4])] = nadd
+      added[account] = true
+    end
+  elseif kind == 'X' then
+    ack(P .. 'rx:' .. op[2], op[3])
+  elseif kind == 'D' then  -- id, r, account, entry ('' if none: owed here, or not known)
+    local key = P .. 'm:' .. op[2]
+    -- one write, no read: a message with a receipt owed has its `r` (and is not purged while it
+    -- is owed), so a new field means it was gone (or of the layout before, with `receipt`)
+    if redis.call('HSET', key, 'r', op[3]) == 1 and redis.call('HEXISTS', key, 'node') == 0 then
+      redis.call('DEL', key)
+    end
+    if op[5] ~= '' then ack(P .. 'rx:' .. op[4], op[5]) else unowe[#unowe + 1] = op[2] end
+  elseif kind == 'E' then
+    local key = P .. 'ev:' .. op[2]
+    redis.call('RPUSH', key, op[3])
+    redis.call('PEXPIRE', key, trailttl)  -- retention removes it with its message; this, if not
+  end
+end
+
+local openkey = P .. 'open:' .. me
+each({'SADD', openkey}, opened, 1)
+each({'SREM', openkey}, closed, 1)
+each({'ZADD', P .. 'done'}, done, 2)
+each({'DEL'}, unpid, 1)
+each({'SADD', owedkey}, owe, 1)
+each({'SREM', owedkey}, unowe, 1)
+for stream, entries in pairs(acks) do
+  each({'XACK', stream, 'gw'}, entries, 1)
+  each({'XDEL', stream}, entries, 1)
+end
+for account in pairs(added) do
+  local stream = P .. 'rx:' .. account
+  if redis.call('SADD', P .. 'rxs', account) == 1 then
+    redis.pcall('XGROUP', 'CREATE', stream, 'gw', '0', 'MKSTREAM')
+  end
+  local n = redis.call('XLEN', stream)
+  if n > maxper then
+    for _, e in ipairs(redis.call('XRANGE', stream, '-', '+', 'COUNT', n - maxper)) do
+      drop_entry(P, stream, e, 'overflow', now, dropped, account)
+    end
+  end
+  local room = left[account]
+  if room and room > 0 then read(account, room) end
+end
+return {fenced, early, dropped, taken}
+"""
+)
