@@ -35,7 +35,7 @@ from smppgw.gateway.outbox import DeliverySession, Outbox
 from smppgw.gateway.passwords import PasswordChecker
 from smppgw.gateway.prices import PriceBook
 from smppgw.gateway.reassembly import Reassembler
-from smppgw.gateway.receipts import build_receipt, wants_receipt
+from smppgw.gateway.receipts import build_receipt, final_receipt, wants_receipt
 from smppgw.gateway.retention import Retention
 from smppgw.gateway.router import NoRoute, Router
 from smppgw.gateway.submit import Prepared, RefusalLog, Refused, Reply, prepare
@@ -580,7 +580,7 @@ class Gateway:
         self.outbox.waiting_in_store(counts)
 
     def receipt_for(self, record: MessageRecord) -> OutboxRecord:
-        return build_receipt(record, record.state, record.done_at or record.submitted_at, on_row=True)
+        return final_receipt(record)
 
     def claimed(self, records: list[MessageRecord]) -> None:
         """Carry on with a dead process's unfinished messages, as after a restart."""

@@ -70,6 +70,12 @@ def build_receipt(msg: MessageRecord, state: int, now: float, on_row: bool = Fal
     )
 
 
+def final_receipt(msg: MessageRecord) -> OutboxRecord:
+    """The final receipt a final message owes, built again from the message alone (after a
+    restart, or by the process that took it over)."""
+    return build_receipt(msg, msg.state, msg.done_at or msg.submitted_at, on_row=True)
+
+
 def build_mo(
     key: str, account: str, message_id: str, item: Inbound, now: float, dc0_charset: str = "gsm"
 ) -> OutboxRecord:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smppgw.config import DispatchConfig, ReceiptConfig, StoreConfig
-from smppgw.gateway.receipts import build_receipt
+from smppgw.gateway.receipts import final_receipt
 from smppgw.store.base import MessageRecord, OutboxRecord
 from smppgw.store.redis.codec import message_from_hash
 from smppgw.store.redis.store import RedisStore
@@ -67,7 +67,7 @@ class _Adapter:
         self.sink.waiting_counts = counts
 
     def receipt_for(self, record: MessageRecord) -> OutboxRecord:
-        return build_receipt(record, record.state, record.done_at or record.submitted_at, on_row=True)
+        return final_receipt(record)
 
 
 def make_store(

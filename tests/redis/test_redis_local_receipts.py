@@ -10,6 +10,7 @@ import pytest
 import pytest_twisted
 import redis
 
+from smppgw.gateway.receipts import final_receipt
 from smppgw.store.base import (
     RECEIPT_DELIVERED,
     RECEIPT_OWED,
@@ -216,10 +217,6 @@ async def test_a_receipt_owed_here_given_back_goes_to_the_stream(keys):
     await aio(body())
 
 
-def rebuilt(m):
-    return _Adapter(None).receipt_for(m)
-
-
 @pytest_twisted.ensureDeferred
 async def test_the_receipts_a_dead_process_owed_are_rebuilt_into_the_stream_by_its_taker_over(keys):
     async def body():
@@ -240,7 +237,7 @@ async def test_the_receipts_a_dead_process_owed_are_rebuilt_into_the_stream_by_i
         assert owed(r, p, "a") == set() and owed(r, p, "b") == {finals[0].id}
         await b.feed.requeue_orphans()
         assert owed(r, p, "b") == set() and not b.feed.orphans
-        assert entries(r, f"{p}rx:demo") == [rebuilt(finals[0])]
+        assert entries(r, f"{p}rx:demo") == [final_receipt(finals[0])]
         assert entries(r, f"{p}rx:demo")[0].short_message == receipt(finals[0]).short_message
         await b.feed.requeue_orphans()  # nothing twice
         assert r.xlen(f"{p}rx:demo") == 1
@@ -265,7 +262,7 @@ async def test_the_receipts_a_process_owed_when_it_stopped_go_to_the_stream_when
         assert [x.id for x in again.snapshot.unfinished] == [message(2).id]
         await again.feed.requeue_orphans()
         assert owed(r, p, "a") == set()
-        assert entries(r, f"{p}rx:demo") == [rebuilt(m)]
+        assert entries(r, f"{p}rx:demo") == [final_receipt(m)]
         await close(again)
         for c in (a.client, a.reader):  # (not a's close: it would end the heartbeat of `again`)
             await c.aclose()

@@ -145,7 +145,7 @@ class Lease:
         self.last_renewal = time.monotonic()
         # what we stored while the claim went on, in partitions it had already passed, is still
         # ours: take it up again (the claim took the rest)
-        mine = await self._open_ids(s.node)
+        mine = await self._ids("open", s.node)
         records = await self.load(mine)
         if records:
             s.claimed(records)
@@ -159,7 +159,7 @@ class Lease:
         took is held)."""
         s = self.store
         try:
-            owed = await self._owed_ids(s.node)
+            owed = await self._ids("owed", s.node)
             await s.barrier()
         except Exception as e:
             log.warning("event=owed_receipts_unread error=%r", e)
@@ -167,18 +167,12 @@ class Lease:
         held = {key[: -len("/final")] for key in s.feed.held if key.endswith("/final")}
         s.feed.orphans.update(i for i in owed if i not in held)
 
-    async def _open_ids(self, node: str) -> list[str]:
+    async def _ids(self, kind: str, node: str) -> list[str]:
+        """The members of a process's `open:` or `owed:` set, in every partition."""
         s = self.store
         ids: list[str] = []
         for part in s.keys.parts:
-            ids += [i.decode() for i in await s.client.smembers(f"{part}open:{node}")]
-        return ids
-
-    async def _owed_ids(self, node: str) -> list[str]:
-        s = self.store
-        ids: list[str] = []
-        for part in s.keys.parts:
-            ids += [i.decode() for i in await s.client.smembers(f"{part}owed:{node}")]
+            ids += [i.decode() for i in await s.client.smembers(f"{part}{kind}:{node}")]
         return ids
 
     async def _claim_dead(self) -> None:
