@@ -4,6 +4,8 @@ work, forwarded and early reports, shared bind counts, buckets, slots and ids, r
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import pytest_twisted
 import redis
@@ -103,7 +105,7 @@ async def test_a_final_receipt_reaches_the_process_that_has_room_for_it_and_sett
         r = raw(url)
         assert r.xlen(f"{p}rx:demo") == 0
         assert settled(r, f"{p}m:{m.id}")[::2] == (2, "127.0.0.1:4000")
-        assert r.zscore(f"{p}done", m.id) == 1500.0
+        assert r.zscore(f"{p}done", f"+{m.id}") == 1500.0  # its batch's entry
         assert r.xinfo_groups(f"{p}rx:demo")[0]["pending"] == 0
         await close(a, b)
 
@@ -204,7 +206,7 @@ async def test_only_the_owning_process_may_change_a_message(keys):
         assert (await get(a, m.id)).state == 0
         r = raw(url)
         assert not r.exists(f"{p}pid:sim:P5") and r.sismember(f"{p}open:a", m.id)
-        assert r.zscore(f"{p}done", m.id) is None
+        assert r.zcard(f"{p}done") == 0
         await close(a, b)
 
     await aio(body())
@@ -430,7 +432,9 @@ async def test_retention_removes_settled_final_messages_with_their_trail(keys):
         for m in ms:
             m.state, m.done_at = 2, 1500.0 + int(m.id)
         ms[3].receipt = RECEIPT_OWED  # its receipt still waits: kept
-        await write(store, [UpdateMessage(m) for m in ms] + [AddEvent(ms[0].id, TrailEvent(1.0, "x", {}))])
+        await write(store, [UpdateMessage(ms[0]), AddEvent(ms[0].id, TrailEvent(1.0, "x", {}))])
+        for m in ms[1:]:  # (a batch each: retention's entry is per batch)
+            await write(store, [UpdateMessage(m)])
         import asyncio
 
         async def purge(before, limit):
@@ -442,9 +446,55 @@ async def test_retention_removes_settled_final_messages_with_their_trail(keys):
         assert await purge(9999.0, 10) == (1, False)
         r = raw(url)
         assert [r.exists(f"{p}m:{m.id}") for m in ms] == [0, 0, 0, 1]
-        assert r.zscore(f"{p}done", ms[3].id) > 9999.0  # passed over: to the back of the set
+        assert r.zscore(f"{p}done", f"+{ms[3].id}") > 9999.0  # passed over: to the back of the set
         assert not r.exists(f"{p}ev:{ms[0].id}")
         assert store.purged == 3
+        await close(store)
+
+    await aio(body())
+
+
+@pytest_twisted.ensureDeferred
+async def test_retention_takes_a_batch_s_messages_once_the_latest_is_old_enough(keys):
+    """Retention's index has one entry per batch of final states, scored by the latest done
+    time of its messages: they go together once that is past; one whose receipt is still owed
+    stays in the entry, which goes to the back, until it is settled."""
+
+    async def body():
+        import asyncio
+
+        from smppgw.store.base import RECEIPT_DELIVERED, ReceiptDone
+
+        url, p = keys
+        store, _ = make_store(url, p, "n1")
+        ms = [message(i) for i in range(3)]
+        await write(store, [InsertMessage(m) for m in ms])
+        for m in ms:
+            m.state, m.done_at = 2, 1500.0 + int(m.id)
+        ms[1].receipt = RECEIPT_OWED
+        await write(store, [UpdateMessage(m) for m in ms])
+        ms.append(message(9))  # done in a provider's clock ahead of ours: scored now, not then
+        await write(store, [InsertMessage(ms[3])])
+        ms[3].state, ms[3].done_at = 2, 4e9
+        await write(store, [UpdateMessage(ms[3])])
+        r = raw(url)
+        assert r.zscore(f"{p}done", "+0000000000") == 1502.0
+        assert time.time() - 60 < r.zscore(f"{p}done", "+0000000009") <= time.time()
+
+        async def purge(before, limit):
+            fut = asyncio.get_event_loop().create_future()
+            store.purge(before, limit, lambda n, more: fut.set_result((n, more)))
+            return await fut
+
+        assert await purge(1501.5, 10) == (0, False)  # the batch's latest was done at 1502
+        assert await purge(1502.5, 10) == (2, False)
+        assert [r.exists(f"{p}m:{m.id}") for m in ms[:3]] == [0, 1, 0]
+        assert r.get(f"{p}dn:0000000000") == b",0000000001"  # the owed one, at the back
+        assert r.zscore(f"{p}done", "+0000000000") > 1502.5
+        await write(store, [ReceiptDone(ms[1].id, RECEIPT_DELIVERED, 1600.0, "peer")])
+        assert await purge(time.time() + 1, 10) == (2, False)  # and the one of the clock ahead
+        assert not r.exists(f"{p}m:{ms[1].id}", f"{p}dn:0000000000", f"{p}dn:0000000009")
+        assert r.zcard(f"{p}done") == 0
         await close(store)
 
     await aio(body())

@@ -41,8 +41,10 @@ end
 # Redis's cost is per command, per field and per value that crosses into Lua (and, with AOF, per
 # byte written), so a message costs one hash write at submit, one write (3 fields) at its final
 # state, and one hash write (1) when its receipt is settled; what many messages of the batch
-# share is one variadic command each (the open set read and written, the done and owed sets,
-# acks and deletes of stream entries, the streams' length checks).
+# share is one variadic command each (the open set read and written, the owed set,
+# acks and deletes of stream entries, the streams' length checks), and retention's index has
+# one entry per batch, not per message: the ids the batch made final, as one string
+# (`dn:<first of them>`), scored in `done` by the latest done time among them.
 # Ownership is the hash's `node` field. An unfinished message is in the `open:` set of its owner
 # and of no other (the insert, CLAIM and the final state keep the two together), so one
 # SMISMEMBER for the batch tells which final states are ours to write: not one that another
@@ -67,8 +69,9 @@ local P, me, now = ARGV[1], ARGV[2], ARGV[3]
 local maxper, pidttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local ops = cjson.decode(ARGV[6])
 local trailttl = tonumber(ARGV[7])
+local clock = tonumber(now)
 local fenced, early, dropped, newly_owed, taken = {}, {}, {}, {}, {}
-local opened, closed, done, unpid = {}, {}, {}, {}
+local opened, closed, unpid, last = {}, {}, {}, 0
 local acks, added, ours, nadd = {}, {}, {}, 0
 local owedkey, owe, unowe, left = P .. 'owed:' .. me, {}, {}, {}
 
@@ -148,10 +151,8 @@ for _, op in ipairs(ops) do
       end
       closed[#closed + 1] = id
       if op[4] ~= '' then unpid[#unpid + 1] = P .. 'pid:' .. op[4] end
-      local done_at = op[7]
-      if done_at == '' then done_at = now end
-      done[#done + 1] = done_at  -- (retention passes over it while its receipt is owed)
-      done[#done + 1] = id
+      local done_at = math.min(tonumber(op[7]) or clock, clock)  -- (a provider's clock ahead)
+      if done_at > last then last = done_at end
     end
   elseif kind == 'U' then  -- id, state, pid, s
     local id = op[2]
@@ -226,7 +227,10 @@ end
 local openkey = P .. 'open:' .. me
 each({'SADD', openkey}, opened, 1)
 each({'SREM', openkey}, closed, 1)
-each({'ZADD', P .. 'done'}, done, 2)
+if #closed > 0 then  -- the batch's final messages, for retention: one entry for all of them
+  redis.call('APPEND', P .. 'dn:' .. closed[1], ',' .. table.concat(closed, ','))
+  redis.call('ZADD', P .. 'done', 'GT', last, '+' .. closed[1])
+end
 each({'DEL'}, unpid, 1)
 each({'SADD', owedkey}, owe, 1)
 each({'SREM', owedkey}, unowe, 1)

@@ -14,8 +14,10 @@ one slot of their own):
   P open:<node>   set    ids of the unfinished messages a process owns (what a taker-over takes)
   P pid:<provider>:<provider id>   string  our id, while the message waits for its final status
   P early:<provider>:<provider id> string  a report that came before its send answer (2 minutes)
-  P done          zset   final messages by done time (retention; passed over while their
-                         receipt is owed)
+  P done          zset   retention's index: an entry per commit that made messages final,
+                         "+<id>", scored by the latest done time of them (passed over while
+                         a receipt is owed); a message id itself in the layout before
+  P dn:<id>       string the ids (",<id>,<id>…") of that entry, <id> the first of them
   P rx:<account>  stream deliver_sm waiting for a receiver of the account (group "gw"): one
                          field `d`, a JSON list: key, message_id, on_row, state, the rest
                          (codec.py)
@@ -284,36 +286,65 @@ return dropped
 )
 
 # ARGV: prefix, before (epoch s), limit. Removes final messages done before `before` whose
-# receipt is settled, with their trail; one whose receipt is still owed goes to the back of the
-# set (scored now), so that it does not hold up the others. Returns {removed, looked at}.
+# receipt is settled, with their trail, looking at about `limit` of them. `done` holds an entry
+# per commit that made messages final ("+<id>", its ids in `dn:<id>`, scored by the latest done
+# time of them; a message id itself in the layout before). What is still owed stays in its entry,
+# scored now (at the back of the set, so that it does not hold up the others). Returns {removed,
+# looked at}.
 PURGE = """
 local P, before, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local ids = redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', '(' .. before, 'LIMIT', 0, limit)
-if #ids == 0 then return {0, 0} end
+local entries = redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', '(' .. before, 'LIMIT', 0, limit)
+if #entries == 0 then return {0, 0} end
 local t = redis.call('TIME')
 local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-local doomed, keys, owed = {}, {}, {}
-for _, id in ipairs(ids) do
+local removed, looked, keys, gone, later = 0, 0, {}, {}, {}
+
+local function owed(id)
   local r = redis.call('HMGET', P .. 'm:' .. id, 'r', 'receipt')  -- (`receipt`: the layout before)
-  if r[1] == '1' or (not r[1] and r[2] == '1') then
-    owed[#owed + 1] = now
-    owed[#owed + 1] = id
+  if r[1] == '1' or (not r[1] and r[2] == '1') then return true end
+  removed = removed + 1
+  keys[#keys + 1] = P .. 'm:' .. id
+  keys[#keys + 1] = P .. 'ev:' .. id
+  return false
+end
+
+for _, entry in ipairs(entries) do
+  if looked >= limit then break end
+  if string.sub(entry, 1, 1) == '+' then
+    local list = P .. 'dn:' .. string.sub(entry, 2)
+    local kept = {}
+    for id in string.gmatch(redis.call('GET', list) or '', '[^,]+') do
+      looked = looked + 1
+      if owed(id) then kept[#kept + 1] = id end
+    end
+    if #kept > 0 then
+      redis.call('SET', list, ',' .. table.concat(kept, ','))
+      later[#later + 1] = now
+      later[#later + 1] = entry
+    else
+      keys[#keys + 1] = list
+      gone[#gone + 1] = entry
+    end
   else
-    doomed[#doomed + 1] = id
-    keys[#keys + 1] = P .. 'm:' .. id
-    keys[#keys + 1] = P .. 'ev:' .. id
+    looked = looked + 1
+    if owed(entry) then
+      later[#later + 1] = now
+      later[#later + 1] = entry
+    else
+      gone[#gone + 1] = entry
+    end
   end
 end
-for i = 1, #doomed, 1000 do
-  redis.call('ZREM', P .. 'done', unpack(doomed, i, math.min(#doomed, i + 999)))
+for i = 1, #gone, 1000 do
+  redis.call('ZREM', P .. 'done', unpack(gone, i, math.min(#gone, i + 999)))
 end
 for i = 1, #keys, 1000 do
   redis.call('DEL', unpack(keys, i, math.min(#keys, i + 999)))
 end
-for i = 1, #owed, 1000 do
-  redis.call('ZADD', P .. 'done', 'XX', unpack(owed, i, math.min(#owed, i + 999)))
+for i = 1, #later, 1000 do
+  redis.call('ZADD', P .. 'done', 'XX', unpack(later, i, math.min(#later, i + 999)))
 end
-return {#doomed, #ids}
+return {removed, looked}
 """
 
 ALL = {
