@@ -142,7 +142,7 @@ def test_a_killed_process_s_work_is_finished_by_another(tmp_path, store, nodes):
 
 def test_receipts_a_killed_process_owed_its_own_receiver_reach_a_receiver_elsewhere(tmp_path, store, nodes):
     """The final receipts a process hands its own receiver straight from their commits have no
-    stream entry (only their ids in `owed:<node>`): its receiver here never answers them, the
+    stream entry (their messages stay in `open:<node>`): its receiver here never answers them, the
     process is killed, and the one that takes over rebuilds them from their messages."""
     a = Node(tmp_path, "a", store).start()
     b = Node(tmp_path, "b", store).start()

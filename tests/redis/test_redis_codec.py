@@ -145,7 +145,7 @@ async def test_a_message_s_life_costs_redis_a_few_commands(keys, receiver_here):
         assert batch[1] == 1500.0 and r.get(f"{p}dn:{batch[0].decode()[1:]}").decode().split(",")[1:] == [
             m.id for m in ms
         ]
-        assert not r.exists(f"{p}owed:n1")
+        assert not r.exists(f"{p}open:n1")  # every message settled: nothing open
         await close(store)
         per_message = {k: round(v / len(ms), 1) for k, v in calls.items() if v >= len(ms) / 2}
         entry = {} if receiver_here else {"xadd": 1.0}

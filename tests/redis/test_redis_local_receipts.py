@@ -1,10 +1,13 @@
 """A receipt committed by a process with a receiver of its account (room for it) goes to that
 receiver with the commit itself, handed over as the record the process already has. A final
-receipt taken so has no stream entry: its id is in `owed:<node>` until it is settled, given
-back, or (its process gone) rebuilt from its message by the process that takes over. The
+receipt taken so has no stream entry: its message stays in `open:<node>` until it is settled,
+given back, or (its process gone) rebuilt from its message by the process that takes over. The
 feed's read loops are not started here, so nothing else can deliver."""
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 import pytest
 import pytest_twisted
@@ -45,7 +48,9 @@ def quiet_store(url: str, p: str, node: str):
 
 
 def owed(r: redis.Redis, p: str, node: str) -> set[str]:
-    return {i.decode() for i in r.smembers(f"{p}owed:{node}")}
+    """The final messages in the process's open set: their receipts owed to it, without an entry."""
+    ids = [i.decode() for i in r.smembers(f"{p}open:{node}")]
+    return {i for i in ids if int(r.hget(f"{p}m:{i}", "state") or 0) >= 2}
 
 
 def entries(r: redis.Redis, stream: str):
@@ -169,6 +174,11 @@ async def test_a_batch_applied_again_after_its_answer_was_lost_hands_the_receipt
         assert await write(store, ops) is None  # the same writes again
         assert sink.delivered == [receipt(m)]
         assert owed(r, p, "n1") == {m.id} and not r.exists(f"{p}rx:demo")
+        await write(store, [ReceiptDone(m.id, RECEIPT_DELIVERED, 1600.0, "x")])
+        assert r.get(f"{p}dn:{m.id}") == f",{m.id},{m.id}".encode()  # retention's entry, twice
+        fut = asyncio.get_running_loop().create_future()
+        store.purge(time.time() + 1, 10, lambda n, more: fut.set_result(n))
+        assert await fut == 1 and not r.exists(f"{p}m:{m.id}", f"{p}dn:{m.id}")  # counted once
         await close(store)
 
     await aio(body())
@@ -233,7 +243,10 @@ async def test_the_receipts_a_dead_process_owed_are_rebuilt_into_the_stream_by_i
         await write(a, [ReceiptDone(finals[1].id, RECEIPT_DELIVERED, 1600.0, "x")])  # one settled
         assert owed(r, p, "a") == {finals[0].id}
         r.delete(f"{p}node:a")  # a died (kill -9: nothing of it runs)
-        assert await b.lease.claim("a") == [ms[2].id]
+        ids = await b.lease.claim("a")  # its open messages: the unfinished one, the owed receipt's
+        assert sorted(ids) == [ms[0].id, ms[2].id]
+        assert [x.id for x in b.take_open(await b.lease.load(ids))] == [ms[2].id]
+        assert b.feed.orphans == {finals[0].id}
         assert owed(r, p, "a") == set() and owed(r, p, "b") == {finals[0].id}
         await b.feed.requeue_orphans()
         assert owed(r, p, "b") == set() and not b.feed.orphans
@@ -287,5 +300,42 @@ async def test_an_orphan_whose_message_is_gone_or_settled_is_only_forgotten(keys
         await a.feed.requeue_orphans()
         assert owed(r, p, "a") == set() and not r.exists(f"{p}rx:demo")
         await close(a)
+
+    await aio(body())
+
+
+@pytest_twisted.ensureDeferred
+async def test_receipts_owed_in_the_layout_before_s_owed_set_are_taken_at_start_and_by_a_taker_over(keys):
+    """The layout before kept the final messages whose receipts a process owed without an entry
+    in `owed:<node>`, apart from `open:<node>`: a restart under that name and a taker-over read
+    it as part of the open set."""
+
+    async def body():
+        url, p = keys
+        r = redis.Redis.from_url(url)
+        a, _ = quiet_store(url, p, "a")
+        assert await write(a, [InsertMessage(message(i)) for i in (1, 2)]) is None
+        a.want_receipts("demo", 5)
+        ms = [final(1), final(2)]
+        assert await write(a, [op for m in ms for op in (UpdateMessage(m), AddOutbox(receipt(m)))]) is None
+        r.srem(f"{p}open:a", *[m.id for m in ms])  # as the store before left them
+        r.sadd(f"{p}owed:a", *[m.id for m in ms])
+        r.delete(f"{p}node:a")  # stopped without a word
+        again, _ = quiet_store(url, p, "a")
+        assert again.feed.orphans == {ms[0].id, ms[1].id} and not again.snapshot.unfinished
+        assert not r.exists(f"{p}owed:a") and owed(r, p, "a") == {ms[0].id, ms[1].id}
+        r.srem(f"{p}open:a", ms[1].id)
+        r.sadd(f"{p}owed:a", ms[1].id)  # one left in the set before, one in the open set
+        r.delete(f"{p}node:a")
+        b, _ = quiet_store(url, p, "b")
+        ids = await b.lease.claim("a")
+        assert sorted(ids) == [ms[0].id, ms[1].id] and b.take_open(await b.lease.load(ids)) == []
+        assert not r.exists(f"{p}owed:a", f"{p}open:a") and b.feed.orphans == {ms[0].id, ms[1].id}
+        await b.feed.requeue_orphans()
+        assert sorted(e.message_id for e in entries(r, f"{p}rx:demo")) == [ms[0].id, ms[1].id]
+        assert owed(r, p, "b") == set()
+        await close(b)
+        for c in (a.client, a.reader, again.client, again.reader):
+            await c.aclose()
 
     await aio(body())

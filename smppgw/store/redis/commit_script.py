@@ -41,27 +41,31 @@ end
 # Redis's cost is per command, per field and per value that crosses into Lua (and, with AOF, per
 # byte written), so a message costs one hash write at submit, one write (3 fields) at its final
 # state, and one hash write (1) when its receipt is settled; what many messages of the batch
-# share is one variadic command each (the open set read and written, the owed set,
-# acks and deletes of stream entries, the streams' length checks), and retention's index has
-# one entry per batch, not per message: the ids the batch made final, as one string
-# (`dn:<first of them>`), scored in `done` by the latest done time among them.
-# Ownership is the hash's `node` field. An unfinished message is in the `open:` set of its owner
-# and of no other (the insert, CLAIM and the final state keep the two together), so one
-# SMISMEMBER for the batch tells which final states are ours to write: not one that another
-# process took over, nor one already final (a batch applied again owes no second receipt; only
-# then is `node` read, to tell the two apart). An update before the final state reads `node`
-# with the old pid (a new pid is indexed).
+# share is one variadic command each (the open set read and written, acks and deletes of
+# stream entries, the streams' length checks), and retention's index has one entry per batch,
+# not per message: the ids the batch made final, as one string (`dn:<first of them>`), scored in
+# `done` by the latest done time among them.
+# Ownership is the hash's `node` field. A message is in the `open:` set of its owner, and of no
+# other, while it is unfinished, and after its final state while its receipt is owed to a
+# receiver of that process without a stream entry (the insert, CLAIM, the final state and the
+# settle keep the set and `node` together). So one SMISMEMBER for the batch tells which final
+# states are ours to write: not one that another process took over, nor one already final with
+# its receipt in a stream or settled (a batch applied again owes no second receipt; only then is
+# `node` read, to tell the two apart). An update before the final state reads `node` with the
+# old pid (a new pid is indexed).
 # A receipt for a receiver of this process goes to it here and now, what waited in the account's
 # stream first (XREADGROUP as its blocking read would, so it is pending for this process like any
-# it read). A final receipt the room still has place for gets no stream entry at all: its id goes
-# to `owed:<node>` (its message's `r` says it is owed), the process hands the record it has to
-# its outbox, and the settle takes the id off. The process sends such a receipt without its
-# entry (the biggest part of the ops) when it expects room for it; finding none, it is owed here
-# all the same, for the process to give back. Only what the process gives back, or leaves behind
-# when it dies, goes to the stream (REQUEUE). Should the answer be lost, the batch applied again
-# adds nothing: a final receipt already in `owed:<node>` is taken again (or, without room now,
-# goes to the stream, or back to the process); what the first application read from the stream
-# is pending here untouched, and adopted by a reader once idle for claim_after.
+# it read). A final receipt the room still has place for gets no stream entry at all: its message
+# stays in `open:<node>` (and its `r` says it is owed), the process hands the record it has to
+# its outbox, and the settle takes the id off the set. The process sends such a receipt without
+# its entry (the biggest part of the ops) when it expects room for it; finding none, it is owed
+# here all the same, for the process to give back. Only what the process gives back, or leaves
+# behind when it dies, goes to the stream (REQUEUE). Should the answer be lost, the batch applied
+# again adds nothing new: a final state whose receipt is still owed here is written again with
+# the same fields and its receipt taken again (or, without room now, put in the stream, or given
+# back to the process); one whose receipt went to the stream is not open and passed over; what
+# the first application read from the stream is pending here untouched, and adopted by a reader
+# once idle for claim_after.
 COMMIT = (
     DROP_ENTRY
     + """
@@ -73,7 +77,7 @@ local clock = tonumber(now)
 local fenced, early, dropped, newly_owed, taken = {}, {}, {}, {}, {}
 local opened, closed, unpid, last = {}, {}, {}, 0
 local acks, added, ours, nadd = {}, {}, {}, 0
-local owedkey, owe, unowe, left = P .. 'owed:' .. me, {}, {}, {}
+local keep, shut, left = {}, {}, {}
 
 local function ack(stream, entry)
   local t = acks[stream]
@@ -186,17 +190,15 @@ for _, op in ipairs(ops) do
     nadd = nadd + 1
     if kind == 'A' then  -- a final receipt: with its message's final state, once
       local id, room = op[3], left[account] or 0
-      local again = not newly_owed[id] and redis.call('SISMEMBER', owedkey, id) == 1
-      if newly_owed[id] or again then
+      if newly_owed[id] then  -- (its message stays open here while the receipt is owed here)
         if room > 0 then  -- to this process's receiver, without a stream entry
           left[account] = room - 1
-          if not again then owe[#owe + 1] = id end
+          keep[id] = true
           take(account, '', nadd)
         elseif op[4] == '' then  -- sent without its entry (the process has it): for it to give back
-          if not again then owe[#owe + 1] = id end
+          keep[id] = true
           take(account, '', -nadd)
         else
-          if again then redis.call('SREM', owedkey, id) end
           add = true
         end
       end
@@ -216,7 +218,7 @@ for _, op in ipairs(ops) do
     if redis.call('HSET', key, 'r', op[3]) == 1 and redis.call('HEXISTS', key, 'node') == 0 then
       redis.call('DEL', key)
     end
-    if op[5] ~= '' then ack(P .. 'rx:' .. op[4], op[5]) else unowe[#unowe + 1] = op[2] end
+    if op[5] ~= '' then ack(P .. 'rx:' .. op[4], op[5]) else shut[#shut + 1] = op[2] end
   elseif kind == 'E' then
     local key = P .. 'ev:' .. op[2]
     redis.call('RPUSH', key, op[3])
@@ -226,14 +228,15 @@ end
 
 local openkey = P .. 'open:' .. me
 each({'SADD', openkey}, opened, 1)
-each({'SREM', openkey}, closed, 1)
+for _, id in ipairs(closed) do
+  if not keep[id] then shut[#shut + 1] = id end
+end
+each({'SREM', openkey}, shut, 1)
 if #closed > 0 then  -- the batch's final messages, for retention: one entry for all of them
   redis.call('APPEND', P .. 'dn:' .. closed[1], ',' .. table.concat(closed, ','))
   redis.call('ZADD', P .. 'done', 'GT', last, '+' .. closed[1])
 end
 each({'DEL'}, unpid, 1)
-each({'SADD', owedkey}, owe, 1)
-each({'SREM', owedkey}, unowe, 1)
 for stream, entries in pairs(acks) do
   each({'XACK', stream, 'gw'}, entries, 1)
   each({'XDEL', stream}, entries, 1)

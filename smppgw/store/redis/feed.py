@@ -7,16 +7,17 @@ such streams and its own `inbox:<node>` (reports other processes forward to it; 
 there ends the blocking read when an account gets room). A commit that adds deliver_sm for an
 account with room here takes them for this process itself (scripts.py), and `hand` gets them
 with the records the process already has; a final receipt taken so has no stream entry at all,
-only its id in `owed:<node>` (held here with the entry id ''). An entry stays pending for the
-process until its deliver_sm is answered (the commit script acknowledges and deletes it, or
-takes the id off `owed:`).
+its message only stays in `open:<node>` (held here with the entry id ''). An entry stays pending
+for the process until its deliver_sm is answered (the commit script acknowledges and deletes
+it, or takes the message off `open:`).
 
 A process that holds entries touches them (resetting their idle time) every few seconds, so any
 entry idle for longer than `claim_after` belongs to a process that died: readers take it over
 (XAUTOCLAIM). When a process's last receiver of an account goes, what it holds goes back to the
 stream as new entries (`give_back`; a receipt owed here without one gets one, REQUEUE) for a
-receiver elsewhere. The owed receipts of a process that died (moved to the taker-over's `owed:`
-by CLAIM), or that a process of the same name left before a restart, are `orphans`: rebuilt from
+receiver elsewhere. The owed receipts of a process that died (their messages moved to the
+taker-over's `open:` by CLAIM), or that a process of the same name left before a restart, are
+`orphans`: rebuilt from
 their messages (`StoreSink.receipt_for`) and added to their streams. Entries nobody reads for
 `max_age` are dropped by a sweep that one process at a time runs (a lock key).
 
@@ -55,7 +56,7 @@ class Feed:
         self.rooms: dict[str, int] = {}  # account -> deliver_sm its receivers here take now
         self.watched: set[str] = set()  # accounts whose stream and group are known to exist
         self.held: dict[str, tuple[str, str, int]] = {}  # record key -> (account, entry id, partition)
-        self.orphans: set[str] = set()  # ids of receipts in our `owed:` whose record is not here
+        self.orphans: set[str] = set()  # final messages in our `open:` whose receipt's record is not here
         self.reading: dict[int, frozenset[str]] = {}  # partition -> accounts its blocking read reads
         self._woken: set[int] = set()  # partitions whose blocked read a wake is on its way to
         self.tasks: list[asyncio.Task[None]] = []
@@ -234,10 +235,11 @@ class Feed:
             event(log, "receipts_given_back", account=account, records=int(n))
 
     async def requeue_orphans(self) -> None:
-        """The receipts in our `owed:` whose record this process does not have (taken over from a
-        dead process, or left by a process of this name before a restart): rebuilt from their
-        messages and added to their streams; a message gone or no longer owing one is forgotten.
-        If Redis fails midway, all of them are tried again (REQUEUE passes over those done)."""
+        """The receipts owed here (their messages in our `open:`) whose record this process does
+        not have (taken over from a dead process, or left by a process of this name before a
+        restart): rebuilt from their messages and added to their streams; a message gone or no
+        longer owing one leaves the set (REQUEUE keeps an unfinished one there). If Redis fails
+        midway, all of them are tried again (REQUEUE passes over those done)."""
         s = self.store
         ids, self.orphans = sorted(self.orphans), set()
         try:

@@ -3,8 +3,9 @@ of a process whose heartbeat stopped.
 
 Every process renews `node:<name>` (expiring after `claim_after`) every second and looks for
 processes whose key expired; the first to run the CLAIM script for a dead process takes all of
-its unfinished messages (they move to its `open:` set, and each message's `node` field names
-it) and the reports forwarded to it, then resumes them as after a restart. A process that cannot
+its open messages (they move to its `open:` set, and each message's `node` field names it)
+and the reports forwarded to it, then resumes the unfinished ones as after a restart and adds
+the receipts the dead process owed without a stream entry to their streams. A process that cannot
 renew its heartbeat for half of `claim_after` stops starting provider requests (`may_send`), so
 that it never sends what another process has taken over; when it reaches Redis again and finds
 its work taken, it drops what it held (`StoreSink.fenced`) and carries on as a new process.
@@ -145,34 +146,33 @@ class Lease:
         self.last_renewal = time.monotonic()
         # what we stored while the claim went on, in partitions it had already passed, is still
         # ours: take it up again (the claim took the rest)
-        mine = await self._ids("open", s.node)
-        records = await self.load(mine)
-        if records:
-            s.claimed(records)
+        records = await self.load(await self._open(s.node))
+        unfinished = [r for r in records if r.state < 2]
+        if unfinished:
+            s.claimed(unfinished)
         # and so are the receipts owed here then: those we no longer hold go to their streams
-        s.background(self._owed_not_held())
+        s.background(self._owed_not_held([r.id for r in records if r.state >= 2]))
 
-    async def _owed_not_held(self) -> None:
-        """The receipts in our `owed:` that this process does not hold (it dropped them when it
-        was fenced) to the feed's orphans. The changes lane's empty write goes after the read:
-        once it is answered, every commit that ran before the read has had its answer (what it
-        took is held)."""
+    async def _owed_not_held(self, final: list[str]) -> None:
+        """The final messages of our `open:` (their receipts owed here) that this process does
+        not hold (it dropped them when it was fenced) to the feed's orphans. The changes lane's
+        empty write goes after the read: once it is answered, every commit that ran before the
+        read has had its answer (what it took is held)."""
         s = self.store
         try:
-            owed = await self._ids("owed", s.node)
             await s.barrier()
         except Exception as e:
             log.warning("event=owed_receipts_unread error=%r", e)
             return
         held = {key[: -len("/final")] for key in s.feed.held if key.endswith("/final")}
-        s.feed.orphans.update(i for i in owed if i not in held)
+        s.feed.orphans.update(i for i in final if i not in held)
 
-    async def _ids(self, kind: str, node: str) -> list[str]:
-        """The members of a process's `open:` or `owed:` set, in every partition."""
+    async def _open(self, node: str) -> list[str]:
+        """The members of a process's `open:` set, in every partition."""
         s = self.store
         ids: list[str] = []
         for part in s.keys.parts:
-            ids += [i.decode() for i in await s.client.smembers(f"{part}{kind}:{node}")]
+            ids += [i.decode() for i in await s.client.smembers(f"{part}open:{node}")]
         return ids
 
     async def _claim_dead(self) -> None:
@@ -187,24 +187,23 @@ class Lease:
             if ids is None:
                 continue  # another process was first, or it came back
             records = await self.load(ids)
-            self.claimed += len(records)
-            event(log, "node_claimed", logging.WARNING, dead=name, node=s.node, messages=len(records))
-            if records:
-                s.claimed(records)
+            unfinished = s.take_open(records)
+            self.claimed += len(unfinished)
+            event(log, "node_claimed", logging.WARNING, dead=name, node=s.node, messages=len(unfinished))
+            if unfinished:
+                s.claimed(unfinished)
 
     async def claim(self, name: str) -> list[str] | None:
         """Take over the work of the dead process `name`, partition by partition: the ids of
-        its unfinished messages, now ours; None if it is not dead or another process claims it.
-        The receipts it owed without a stream entry are ours too, and go to their streams
-        (`Feed.requeue_orphans`, in the feed's next round)."""
+        its open messages, now ours (the unfinished ones, and the final ones whose receipts it
+        owed without a stream entry); None if it is not dead or another process claims it."""
         s = self.store
         if not await s.script("claim_begin", [s.g, s.node, name]):
             return None
         ids: list[str] = []
         for p, part in enumerate(s.keys.parts):
-            got, owed = await s.script("claim", [part, s.node, name], [s.keys.route(p)])
+            got = await s.script("claim", [part, s.node, name], [s.keys.route(p)])
             ids += [i.decode() for i in got]
-            s.feed.orphans.update(i.decode() for i in owed)
         await s.script("claim_end", [s.g, name, s.node])
         return ids
 

@@ -11,7 +11,11 @@ one slot of their own):
                          default; `node`: the process that owns it, the only one whose writes
                          to it count
   P ev:<id>       list   the message's trail events (JSON), oldest first
-  P open:<node>   set    ids of the unfinished messages a process owns (what a taker-over takes)
+  P open:<node>   set    ids of the messages a process owns work for (what a taker-over takes):
+                         the unfinished ones, and final ones whose receipt its receivers took at
+                         their commit, with no stream entry (the process has the record; a
+                         taker-over, or the process itself after a restart, rebuilds it from the
+                         message and adds it to the stream), until it is settled
   P pid:<provider>:<provider id>   string  our id, while the message waits for its final status
   P early:<provider>:<provider id> string  a report that came before its send answer (2 minutes)
   P done          zset   retention's index: an entry per commit that made messages final,
@@ -22,10 +26,8 @@ one slot of their own):
                          field `d`, a JSON list: key, message_id, on_row, state, the rest
                          (codec.py)
   P rxs           set    accounts that have such a stream
-  P owed:<node>   set    ids of final receipts a process's receivers took at their commit, with
-                         no stream entry: the process has the record (a taker-over, or the
-                         process itself after a restart, rebuilds it from the message and adds
-                         it to the stream)
+  P owed:<node>   set    the layout before's set of those final ones (CLAIM and a restart read
+                         it as part of open:<node>)
   P rk:<key>      string an intermediate receipt or MO already added (a retried batch adds it once)
   P nodes         set    processes that own work; P node:<node> their heartbeat (expires)
   P claims        hash   a dead process -> the process taking its work over (while it does)
@@ -116,44 +118,47 @@ end
 return 1
 """
 
-# ARGV: partition prefix, node (the claimer), dead node. Returns {the ids of the unfinished
-# messages now ours, the ids of the final receipts it owed without a stream entry, now in our
-# `owed:` set (the claimer adds them to the stream, REQUEUE)}.
+# ARGV: partition prefix, node (the claimer), dead node. Returns the ids of the messages of the
+# dead process's `open:` set, now ours: unfinished ones, and final ones whose receipt it owed
+# without a stream entry (the claimer adds those to the stream, REQUEUE). An `owed:` set of the
+# layout before counts as the latter.
 CLAIM = """
 local P, me, dead = ARGV[1], ARGV[2], ARGV[3]
-local ids = redis.call('SMEMBERS', P .. 'open:' .. dead)
-local mine = P .. 'open:' .. me
-for _, id in ipairs(ids) do
-  redis.call('HSET', P .. 'm:' .. id, 'node', me)
-  redis.call('SADD', mine, id)
+local mine, ids, seen = P .. 'open:' .. me, {}, {}
+for _, kind in ipairs({'open:', 'owed:'}) do
+  for _, id in ipairs(redis.call('SMEMBERS', P .. kind .. dead)) do
+    if not seen[id] then
+      seen[id] = true
+      ids[#ids + 1] = id
+      redis.call('HSET', P .. 'm:' .. id, 'node', me)
+      redis.call('SADD', mine, id)
+    end
+  end
 end
-redis.call('DEL', P .. 'open:' .. dead)
-local owed = redis.call('SMEMBERS', P .. 'owed:' .. dead)
-if #owed > 0 then
-  redis.call('SUNIONSTORE', P .. 'owed:' .. me, P .. 'owed:' .. me, P .. 'owed:' .. dead)
-  redis.call('DEL', P .. 'owed:' .. dead)
-end
+redis.call('DEL', P .. 'open:' .. dead, P .. 'owed:' .. dead)
 local inbox = P .. 'inbox:' .. dead
 for _, e in ipairs(redis.call('XRANGE', inbox, '-', '+')) do
   if e[2][2] == 'report' then redis.call('XADD', P .. 'inbox:' .. me, '*', unpack(e[2])) end
 end
 redis.call('DEL', inbox)
-return {ids, owed}
+return ids
 """
 
 # ARGV: partition prefix, node, then (message id, account, entry or '') triples: final receipts
 # this process owes without a stream entry (COMMIT) that it gives back, took over, or left before
-# a restart. Each that is still owed here and by its message goes to the account's stream (as a
-# new entry, for any process's reader); one without an entry (its message is gone) is only
-# forgotten. Returns how many were added.
+# a restart. Each whose message is still open here and still owes it goes to the account's stream
+# (as a new entry, for any process's reader), and the message leaves the open set; one whose
+# message is gone or settled only leaves it (an unfinished message stays). Returns how many were
+# added.
 REQUEUE = """
 local P, me = ARGV[1], ARGV[2]
-local owed, n = P .. 'owed:' .. me, 0
+local open, n = P .. 'open:' .. me, 0
 for i = 3, #ARGV, 3 do
   local id, account, entry = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if redis.call('SREM', owed, id) == 1 and entry ~= '' then
-    local r = redis.call('HMGET', P .. 'm:' .. id, 'r', 'receipt')  -- (`receipt`: the layout before)
-    if r[1] == '1' or (not r[1] and r[2] == '1') then
+  local h = redis.call('HMGET', P .. 'm:' .. id, 'r', 'receipt', 'state', 'node')
+  if not h[4] or tonumber(h[3] or '0') >= 2 then  -- gone, or final
+    local owed = h[1] == '1' or (not h[1] and h[2] == '1')  -- (`receipt`: the layout before)
+    if redis.call('SREM', open, id) == 1 and owed and entry ~= '' then
       local stream = P .. 'rx:' .. account
       if redis.call('SADD', P .. 'rxs', account) == 1 then
         redis.pcall('XGROUP', 'CREATE', stream, 'gw', '0', 'MKSTREAM')
@@ -312,10 +317,13 @@ for _, entry in ipairs(entries) do
   if looked >= limit then break end
   if string.sub(entry, 1, 1) == '+' then
     local list = P .. 'dn:' .. string.sub(entry, 2)
-    local kept = {}
+    local kept, seen = {}, {}  -- (a batch applied again lists its ids twice)
     for id in string.gmatch(redis.call('GET', list) or '', '[^,]+') do
-      looked = looked + 1
-      if owed(id) then kept[#kept + 1] = id end
+      if not seen[id] then
+        seen[id] = true
+        looked = looked + 1
+        if owed(id) then kept[#kept + 1] = id end
+      end
     end
     if #kept > 0 then
       redis.call('SET', list, ',' .. table.concat(kept, ','))

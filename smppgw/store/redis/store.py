@@ -119,17 +119,19 @@ class RedisStore(Commits):
                 _check_policy(one)
             self.scripts = Scripts.load_sync(sync)
             register(sync, self.g, self.node, self.token, self.config.claim_after)
-            ids: list[str] = []
+            ids: set[str] = set()
             for part in self.keys.parts:
                 _ensure_group(sync, f"{part}inbox:{self.node}")
-                ids += [i.decode() for i in sync.smembers(f"{part}open:{self.node}")]
-                # receipts a process of this name owed when it stopped: to their streams, once
-                # the gateway is attached (its records are rebuilt from their messages)
-                self.feed.orphans.update(i.decode() for i in sync.smembers(f"{part}owed:{self.node}"))
+                mine, before = f"{part}open:{self.node}", f"{part}owed:{self.node}"
+                if sync.exists(before):  # (the layout before kept the receipts owed here apart)
+                    sync.sunionstore(mine, [mine, before])
+                    sync.delete(before)
+                ids.update(i.decode() for i in sync.smembers(mine))
             pipe = sync.pipeline(transaction=False)
             for mid in ids:
                 pipe.hgetall(f"{self.keys.part(mid)}m:{mid}")
-            unfinished = [r for r in map(message_from_hash, pipe.execute() if ids else []) if r is not None]
+            records = [r for r in map(message_from_hash, pipe.execute() if ids else []) if r is not None]
+            unfinished = self.take_open(records)
             last = int(sync.incrby(f"{self.g}ids", ID_BLOCK))
         finally:
             sync.close()
@@ -342,6 +344,14 @@ class RedisStore(Commits):
         return await self.script("slots", [self.g, *args, self.node])
 
     # -- what node.py and feed.py hand on to the gateway ----------------------------------------
+
+    def take_open(self, records: list[MessageRecord]) -> list[MessageRecord]:
+        """The messages of an `open:` set this process took (its own at start, a dead process's):
+        the unfinished ones, to carry on; the final ones (their receipts owed without a stream
+        entry) go to their streams once the gateway is attached (`Feed.requeue_orphans`, which
+        rebuilds each from its message)."""
+        self.feed.orphans.update(r.id for r in records if r.state >= 2)
+        return [r for r in records if r.state < 2]
 
     def claimed(self, records: list[MessageRecord]) -> None:
         self._resumed(records)
