@@ -17,9 +17,9 @@ entry idle for longer than `claim_after` belongs to a process that died: readers
 stream as new entries (`give_back`; a receipt owed here without one gets one, REQUEUE) for a
 receiver elsewhere. The owed receipts of a process that died (their messages moved to the
 taker-over's `open:` by CLAIM), or that a process of the same name left before a restart, are
-`orphans`: rebuilt from
-their messages (`StoreSink.receipt_for`) and added to their streams. Entries nobody reads for
-`max_age` are dropped by a sweep that one process at a time runs (a lock key).
+`orphans`: rebuilt from their messages (`StoreSink.receipt_for`) and added to their streams.
+Entries nobody reads for `max_age` are dropped by a sweep that one process at a time runs (a
+lock key).
 
 On a Redis Cluster each partition (keys.py) has its own streams and inbox, on its shard: a
 receipt's entry is in its message's partition. A process reads each partition with a blocking

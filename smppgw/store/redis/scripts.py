@@ -144,20 +144,29 @@ redis.call('DEL', inbox)
 return ids
 """
 
+# A message's `r` (or `receipt`, in the layout before) says its final receipt is still owed.
+OWES = """
+local function owes(r, receipt)
+  return r == '1' or (not r and receipt == '1')
+end
+"""
+
 # ARGV: partition prefix, node, then (message id, account, entry or '') triples: final receipts
 # this process owes without a stream entry (COMMIT) that it gives back, took over, or left before
 # a restart. Each whose message is still open here and still owes it goes to the account's stream
 # (as a new entry, for any process's reader), and the message leaves the open set; one whose
 # message is gone or settled only leaves it (an unfinished message stays). Returns how many were
 # added.
-REQUEUE = """
+REQUEUE = (
+    OWES
+    + """
 local P, me = ARGV[1], ARGV[2]
 local open, n = P .. 'open:' .. me, 0
 for i = 3, #ARGV, 3 do
   local id, account, entry = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local h = redis.call('HMGET', P .. 'm:' .. id, 'r', 'receipt', 'state', 'node')
   if not h[4] or tonumber(h[3] or '0') >= 2 then  -- gone, or final
-    local owed = h[1] == '1' or (not h[1] and h[2] == '1')  -- (`receipt`: the layout before)
+    local owed = owes(h[1], h[2])
     if redis.call('SREM', open, id) == 1 and owed and entry ~= '' then
       local stream = P .. 'rx:' .. account
       if redis.call('SADD', P .. 'rxs', account) == 1 then
@@ -170,6 +179,7 @@ for i = 3, #ARGV, 3 do
 end
 return n
 """
+)
 
 # ARGV: prefix, account, member, limit, node. 1 counted; 0 the account is at its limit. Binds of
 # processes whose heartbeat is gone no longer count.
@@ -296,7 +306,9 @@ return dropped
 # time of them; a message id itself in the layout before). What is still owed stays in its entry,
 # scored now (at the back of the set, so that it does not hold up the others). Returns {removed,
 # looked at}.
-PURGE = """
+PURGE = (
+    OWES
+    + """
 local P, before, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local entries = redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', '(' .. before, 'LIMIT', 0, limit)
 if #entries == 0 then return {0, 0} end
@@ -305,8 +317,8 @@ local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 local removed, looked, keys, gone, later = 0, 0, {}, {}, {}
 
 local function owed(id)
-  local r = redis.call('HMGET', P .. 'm:' .. id, 'r', 'receipt')  -- (`receipt`: the layout before)
-  if r[1] == '1' or (not r[1] and r[2] == '1') then return true end
+  local r = redis.call('HMGET', P .. 'm:' .. id, 'r', 'receipt')
+  if owes(r[1], r[2]) then return true end
   removed = removed + 1
   keys[#keys + 1] = P .. 'm:' .. id
   keys[#keys + 1] = P .. 'ev:' .. id
@@ -354,6 +366,7 @@ for i = 1, #later, 1000 do
 end
 return {removed, looked}
 """
+)
 
 ALL = {
     "commit": COMMIT,
