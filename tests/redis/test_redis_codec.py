@@ -1,19 +1,22 @@
 """What the Redis store writes reads back as it was: a message through the commit script (its
-fixed columns packed in `d`, its state, the columns its sending changes packed in `s`, its
-receipt in `r`), a deliver_sm through its stream entry, and the records of stores before."""
+fixed columns packed in `d`, with its provider until it is sent, its state, the columns its
+sending changes packed in `s`, its receipt in `r`), a deliver_sm through its stream entry, and
+the records of stores before."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import pytest_twisted
 import redis
 
+from smppgw.providers.base import StatusReport
 from smppgw.store.base import AddOutbox, InsertMessage, OutboxRecord, ReplaceMessage, UpdateMessage
-from smppgw.store.redis.codec import message_from_hash, record_from_entry
+from smppgw.store.redis.codec import message_from_hash, packed, record_from_entry, sent_blob
 from tests.aio import aio
-from tests.redis.kit import close, make_store, message, write
+from tests.redis.kit import close, make_store, message, until, write
 from tests.redisd import prefix
 
 
@@ -53,6 +56,52 @@ async def test_a_message_reads_back_whole_after_insert_update_and_replace(keys):
         await close(store)
 
     await aio(body())
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_message_routed_but_not_sent_keeps_its_provider_in_d_and_reports_find_it(keys):
+    """A message as submits make it has a provider and nothing else of `s` set: it is written
+    without `s`, its provider last in `d`; a replace keeps it; a report naming our id finds the
+    message by that provider (and only by it) until it is sent."""
+
+    async def body():
+        url, p = keys
+        a, sink_a = make_store(url, p, "a")
+        b, _ = make_store(url, p, "b")
+        m = message(12, provider="sim")
+        await write(a, [InsertMessage(m)])
+        r = raw(url)
+        h = r.hgetall(f"{p}m:{m.id}")
+        assert set(h) == {b"node", b"d"} and json.loads(h[b"d"])[-1] == "sim"
+        assert message_from_hash(h) == m
+
+        m.text = "replaced"
+        await write(a, [ReplaceMessage(m)])
+        assert message_from_hash(r.hgetall(f"{p}m:{m.id}")) == m
+
+        assert await b._route("other", StatusReport("", 2, "DELIVERED", "000", None, m.id)) == b"early"
+        assert await b._route("sim", StatusReport("", 2, "DELIVERED", "000", None, m.id)) == b"sent"
+        await until(lambda: sink_a.forwarded)
+        assert [(prov, rep.message_id) for prov, rep in sink_a.forwarded] == [("sim", m.id)]
+
+        m.state, m.provider, m.provider_id, m.attempts = 1, "fly", "F-12", 1  # failed over, sent
+        await write(a, [UpdateMessage(m)])
+        h = r.hgetall(f"{p}m:{m.id}")
+        assert json.loads(h[b"s"])[0] == "fly" and message_from_hash(h) == m  # `s` says now
+        await close(a, b)
+
+    await aio(body())
+
+
+def test_a_message_s_d_of_the_layout_before_its_provider_reads():
+    """`d` without the provider (the layout before): the provider is `s`'s, or none."""
+    m = message(13, provider="sim", provider_id="S-13", state=1)
+    d = json.dumps(json.loads(packed(m))[:-1])
+    h = {b"d": d.encode(), b"node": b"a", b"state": b"1", b"s": sent_blob(m).encode()}
+    assert message_from_hash(h) == m
+    assert message_from_hash({b"d": d.encode(), b"node": b"a"}).provider == ""
+    with pytest.raises(ValueError, match="columns"):
+        message_from_hash({b"d": b"[1, 2]", b"node": b"a"})
 
 
 @pytest_twisted.ensureDeferred

@@ -33,10 +33,11 @@ _HEAD = ("key", "message_id", "on_row", "state")  # first in every entry (script
 # A message's hash, for the scripts to read and write as few fields and bytes as they can (Redis's
 # cost is per field and per byte it parses and appends to its AOF):
 #   d      the columns that never change once stored (replace_sm excepted, which writes them all
-#          again), a JSON list in _PACKED's order
+#          again), a JSON list in _PACKED's order, and last its provider as it was then: the one
+#          to read while it has no `s` (a message as submits make it: routed, not sent yet)
 #   state  its message_state, a field of its own (the scripts and report routing read it)
 #   s      the other columns that change while it is sent, a JSON list in _SENT's order; left out
-#          while they are all at their defaults (a new message)
+#          while all but its provider are at their defaults (a new message)
 #   pid    "<provider>:<provider id>" while it waits for a report by that id (the scripts keep the
 #          pid: index by it)
 #   r      its final receipt: "1" while owed, then a JSON list [receipt, receipt_at, receipt_to];
@@ -49,6 +50,8 @@ MUTABLE = ("state", *_SENT, *_RECEIPT)
 _PACKED = [name for name, _ in _MSG if name not in MUTABLE]
 _DEFAULTS = {f.name: f.default for f in fields(MessageRecord)}
 _SENT_DEFAULTS = tuple(_DEFAULTS[name] for name in _SENT)
+UNSENT = _SENT_DEFAULTS[1:]  # what `s` holds but the provider while a message is not sent yet
+PACKED_LEN = len(_PACKED)  # `d`'s columns; one more, its provider at the write (scripts.py)
 _KINDS = dict(_MSG)
 _ENTRY_PACKED = [name for name, _ in _OUT if name not in _HEAD]
 
@@ -97,8 +100,9 @@ _sent_values = attrgetter(*_SENT)
 
 
 def packed(record: MessageRecord) -> str:
-    """The columns a message keeps from its submit on, as the one field `d`."""
-    return _dumps(_packed_values(record))
+    """The columns a message keeps from its submit on, and its provider now, as the one field
+    `d`."""
+    return _dumps((*_packed_values(record), record.provider))
 
 
 def sent_blob(record: MessageRecord) -> str:
@@ -117,13 +121,13 @@ def receipt_blob(receipt: int, at: float | None, to: str) -> str:
 
 
 def message_fields(record: MessageRecord) -> list[str]:
-    """The hash fields of a new message: `d`, and the others only where they are not at their
-    default (a new message as submits make them has none)."""
+    """The hash fields of a new message: `d` (with its provider), and the others only where
+    they are not at their default (a new message as submits make them has none)."""
     out = ["d", packed(record)]
     if record.state:
         out += ["state", str(record.state)]
     sent = _sent_values(record)
-    if sent != _SENT_DEFAULTS:
+    if sent[1:] != UNSENT:
         out += ["s", _dumps(sent)]
         pid = pid_field(record)
         if pid:
@@ -137,7 +141,12 @@ def message_from_hash(h: dict[bytes, bytes]) -> MessageRecord | None:
     blob = h.get(b"d") if h else None
     if blob is None:
         return _message_from_columns(h)
-    values = dict(zip(_PACKED, _loads(blob), strict=True))
+    columns = _loads(blob)
+    if len(columns) not in (PACKED_LEN, PACKED_LEN + 1):  # (+1: its provider; none before)
+        raise ValueError(f"a message's d has {len(columns)} columns, not {PACKED_LEN} or one more")
+    values = dict(zip(_PACKED, columns[:PACKED_LEN], strict=True))
+    if len(columns) > PACKED_LEN:
+        values["provider"] = columns[PACKED_LEN]
     for name in MUTABLE:  # as fields of their own: the layout before `s` and `r`
         raw = h.get(name.encode())
         if raw is not None:

@@ -4,8 +4,9 @@ claim of a dead process's work or a bucket's refill is all or nothing, in one ro
 Key layout, under the configured prefix P (all readable with redis-cli; on a Redis Cluster
 keys.py adds the hash tags: a message's keys in its partition, the processes' shared ones in
 one slot of their own):
-  P m:<id>        hash   a message (codec.py): `d`, the columns fixed at submit (JSON list);
-                         `state`; `s`, the others its sending changes (JSON list); `pid`, its
+  P m:<id>        hash   a message (codec.py): `d`, the columns fixed at submit (JSON list,
+                         its provider last); `state`; `s`, the others its sending changes (JSON
+                         list: its provider first, which `d`'s is until then); `pid`, its
                          "<provider>:<provider id>"; `r`, its receipt ("1" while owed, then
                          JSON [receipt, receipt_at, receipt_to]); each left out while at its
                          default; `node`: the process that owns it, the only one whose writes
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from smppgw.store.redis.codec import PACKED_LEN
 from smppgw.store.redis.commit_script import COMMIT, DROP_ENTRY
 
 # ARGV: prefix, node, provider, provider id, our id or '', report (JSON), early ttl ms.
@@ -50,9 +52,14 @@ local P, me, provider, pid, mid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local id = false
 if pid ~= '' then id = redis.call('GET', P .. 'pid:' .. provider .. ':' .. pid) end
 if not id and mid ~= '' then
-  local h = redis.call('HMGET', P .. 'm:' .. mid, 'state', 's', 'provider')
+  local h = redis.call('HMGET', P .. 'm:' .. mid, 'state', 's', 'provider', 'd')
   local by = h[3]  -- (a hash of the layout before `s`)
-  if h[2] then by = cjson.decode(h[2])[1] end
+  if h[2] then
+    by = cjson.decode(h[2])[1]
+  elseif h[4] then  -- not sent yet: its provider is `d`'s last (none in the layout before)
+    local ok, d = pcall(cjson.decode, h[4])
+    if ok and #d > PACKED_LEN then by = d[#d] end
+  end
   if by == provider and tonumber(h[1] or '0') < 2 then id = mid end
 end
 if not id then
@@ -66,7 +73,7 @@ if not owner then return 'gone' end
 if owner == me then return 'mine' end
 redis.call('XADD', P .. 'inbox:' .. owner, '*', 't', 'report', 'p', provider, 'r', ARGV[6])
 return 'sent'
-"""
+""".replace("PACKED_LEN", str(PACKED_LEN))
 
 # ARGV: prefix, node, token, ttl ms. 1 renewed; 2 lapsed but nobody took our work: renewed;
 # 0 another process took our work (we were taken for dead); 3 another process is taking it;
