@@ -54,10 +54,10 @@ def partition(op: Op, keys: Keys, entries: dict[str, Any]) -> int:
 
 class Part:
     """The writes of one commit: a script call per partition they touch (one on one Redis),
-    each encoded once (a retry sends the same bytes)."""
+    each encoded once (a retry sends the same ops)."""
 
     __slots__ = ("writes", "payloads", "count", "inserted")
-    payloads: list[tuple[int, bytes, list[OutboxRecord]]]  # partition, ops, the deliver_sm they add
+    payloads: list[tuple[int, list[Any], list[OutboxRecord]]]  # partition, ops, the deliver_sm they add
 
     def __init__(
         self,

@@ -239,10 +239,10 @@ class Commits:
         sha, now, keys = self.scripts.shas["commit"], repr(time.time()), self.keys
         maxper = -(-self.max_per_account // keys.count)  # each partition holds its share
         calls: list[tuple[str, list[Any]]] = []
-        for p, payload, added in part.payloads:
-            head = [keys.parts[p], self.node, now, maxper, self.pid_ttl_ms]
+        for p, args, added in part.payloads:
             route, here = keys.route(p), self._receivers_here(added)
-            calls.append((route, ["EVALSHA", sha, 1, route, *head, payload, self.trail_ttl_ms, here]))
+            head = ("EVALSHA", sha, 1, route, keys.parts[p], self.node, now, maxper, self.pid_ttl_ms)
+            calls.append((route, [*head, self.trail_ttl_ms, here, *args]))
         wait = None
         if self.config.wait_replicas:
             wait = (self.config.wait_replicas, int(self.config.wait_timeout * 1000))

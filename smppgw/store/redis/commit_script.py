@@ -29,8 +29,10 @@ local function drop_entry(P, stream, e, why, now, dropped, account)
 end
 """
 
-# ARGV: prefix, node, now, max_per_account, pid_ttl_ms, ops (JSON), trail ttl ms, and the
-# deliver_sm this process's receivers take now (JSON {account: how many}, or ''). Returns
+# ARGV: prefix, node, now, max_per_account, pid_ttl_ms, trail ttl ms, the deliver_sm this
+# process's receivers take now (JSON {account: how many}, or ''), and the ops, flat
+# (codec.encode_ops: how many final states, their 6 values each, then each other op as its
+# letter and its values). Returns
 # {fenced ids, early reports (JSON), dropped receipts as (account, message_id, state, why)
 # quadruples, deliver_sm taken as (account, entry id, what) triples}: `what` is the place of the
 # add op among the batch's adds when it is one the batch added (the process has its record; its
@@ -70,9 +72,9 @@ COMMIT = (
     DROP_ENTRY
     + """
 local P, me, now = ARGV[1], ARGV[2], ARGV[3]
-local maxper, pidttl = tonumber(ARGV[4]), tonumber(ARGV[5])
-local ops = cjson.decode(ARGV[6])
-local trailttl = tonumber(ARGV[7])
+local maxper, pidttl, trailttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local FIRST = 9  -- the first final state's id (ARGV[8] says how many there are)
+local finals_end = FIRST + 6 * tonumber(ARGV[8])  -- where the other ops begin
 local clock = tonumber(now)
 local fenced, early, dropped, newly_owed, taken = {}, {}, {}, {}, {}
 local opened, closed, unpid, last = {}, {}, {}, 0
@@ -113,8 +115,8 @@ local function read(account, room)  -- (pcall: a group Redis lost is the feed's 
   return n
 end
 
-if ARGV[8] ~= '' then  -- the room of this process's receivers: what waited goes first
-  for account, room in pairs(cjson.decode(ARGV[8])) do
+if ARGV[7] ~= '' then  -- the room of this process's receivers: what waited goes first
+  for account, room in pairs(cjson.decode(ARGV[7])) do
     if redis.call('EXISTS', P .. 'rx:' .. account) == 1 then room = room - read(account, room) end
     left[account] = room
   end
@@ -124,9 +126,7 @@ end
 local open = {}
 do
   local ids = {}
-  for _, op in ipairs(ops) do
-    if op[1] == 'U' and tonumber(op[3]) >= 2 then ids[#ids + 1] = op[2] end
-  end
+  for i = FIRST, finals_end - 1, 6 do ids[#ids + 1] = ARGV[i] end
   for i = 1, #ids, 1000 do
     local some = {unpack(ids, i, math.min(#ids, i + 999))}
     for j, yes in ipairs(redis.call('SMISMEMBER', P .. 'open:' .. me, unpack(some))) do
@@ -135,67 +135,73 @@ do
   end
 end
 
-for _, op in ipairs(ops) do
-  local kind = op[1]
-  if kind == 'I' then
-    local id = op[2]
-    redis.call('HSET', P .. 'm:' .. id, 'node', me, unpack(op[4]))
-    if tonumber(op[3]) < 2 then opened[#opened + 1] = id end
-  elseif kind == 'U' and tonumber(op[3]) >= 2 then  -- final: id, state, pid, s, receipt, done_at
-    local id = op[2]
-    local key = P .. 'm:' .. id
-    if not open[id] then  -- another process's now, or final already (this batch applied again)
-      if redis.call('HGET', key, 'node') ~= me then fenced[#fenced + 1] = id end
+for i = FIRST, finals_end - 1, 6 do  -- final: id, state, pid, s, receipt, done_at
+  local id = ARGV[i]
+  local key = P .. 'm:' .. id
+  if not open[id] then  -- another process's now, or final already (this batch applied again)
+    if redis.call('HGET', key, 'node') ~= me then fenced[#fenced + 1] = id end
+  else
+    if ARGV[i + 4] == '1' then
+      newly_owed[id] = true
+      redis.call('HSET', key, 'state', ARGV[i + 1], 's', ARGV[i + 3], 'r', '1')
     else
-      if op[6] == '1' then
-        newly_owed[id] = true
-        redis.call('HSET', key, 'state', op[3], 's', op[5], 'r', '1')
-      else
-        redis.call('HSET', key, 'state', op[3], 's', op[5])
-      end
-      closed[#closed + 1] = id
-      if op[4] ~= '' then unpid[#unpid + 1] = P .. 'pid:' .. op[4] end
-      local done_at = math.min(tonumber(op[7]) or clock, clock)  -- (a provider's clock ahead)
-      if done_at > last then last = done_at end
+      redis.call('HSET', key, 'state', ARGV[i + 1], 's', ARGV[i + 3])
     end
-  elseif kind == 'U' then  -- id, state, pid, s
-    local id = op[2]
+    closed[#closed + 1] = id
+    if ARGV[i + 2] ~= '' then unpid[#unpid + 1] = P .. 'pid:' .. ARGV[i + 2] end
+    local done_at = math.min(tonumber(ARGV[i + 5]) or clock, clock)  -- (a provider's clock ahead)
+    if done_at > last then last = done_at end
+  end
+end
+
+local i, n = finals_end, #ARGV
+while i <= n do
+  local kind = ARGV[i]
+  if kind == 'I' then  -- id, state, how many hash fields and values, they
+    local id, nf = ARGV[i + 1], tonumber(ARGV[i + 3])
+    redis.call('HSET', P .. 'm:' .. id, 'node', me, unpack(ARGV, i + 4, i + 3 + nf))
+    if tonumber(ARGV[i + 2]) < 2 then opened[#opened + 1] = id end
+    i = i + 4 + nf
+  elseif kind == 'U' then  -- id, state, pid, s (not final)
+    local id = ARGV[i + 1]
     local key = P .. 'm:' .. id
     local old = redis.call('HMGET', key, 'node', 'pid')
     if old[1] ~= me then
       fenced[#fenced + 1] = id
     else
-      local pid = op[4]
+      local pid = ARGV[i + 3]
       if pid ~= (old[2] or '') then
-        redis.call('HSET', key, 'state', op[3], 's', op[5], 'pid', pid)
+        redis.call('HSET', key, 'state', ARGV[i + 2], 's', ARGV[i + 4], 'pid', pid)
         if pid ~= '' then
           redis.call('SET', P .. 'pid:' .. pid, id, 'PX', pidttl)
           local e = redis.call('GETDEL', P .. 'early:' .. pid)
           if e then early[#early + 1] = e end
         end
       else
-        redis.call('HSET', key, 'state', op[3], 's', op[5])
+        redis.call('HSET', key, 'state', ARGV[i + 2], 's', ARGV[i + 4])
       end
     end
-  elseif kind == 'R' then
-    local id = op[2]
+    i = i + 5
+  elseif kind == 'R' then  -- id, d
+    local id = ARGV[i + 1]
     local key = P .. 'm:' .. id
     if redis.call('HGET', key, 'node') ~= me then
       fenced[#fenced + 1] = id
     else
-      redis.call('HSET', key, 'd', op[3])
+      redis.call('HSET', key, 'd', ARGV[i + 2])
     end
+    i = i + 3
   elseif kind == 'A' or kind == 'a' then  -- account, message id (A) or key (a), entry
-    local account, add = op[2], false
+    local account, entry, add = ARGV[i + 1], ARGV[i + 3], false
     nadd = nadd + 1
     if kind == 'A' then  -- a final receipt: with its message's final state, once
-      local id, room = op[3], left[account] or 0
+      local id, room = ARGV[i + 2], left[account] or 0
       if newly_owed[id] then  -- (its message stays open here while the receipt is owed here)
         if room > 0 then  -- to this process's receiver, without a stream entry
           left[account] = room - 1
           keep[id] = true
           take(account, '', nadd)
-        elseif op[4] == '' then  -- sent without its entry (the process has it): for it to give back
+        elseif entry == '' then  -- sent without its entry (the process has it): for it to give back
           keep[id] = true
           take(account, '', -nadd)
         else
@@ -203,26 +209,36 @@ for _, op in ipairs(ops) do
         end
       end
     else  -- an intermediate receipt or MO: once by its key
-      add = redis.call('SET', P .. 'rk:' .. op[3], '1', 'NX', 'PX', 86400000)
+      add = redis.call('SET', P .. 'rk:' .. ARGV[i + 2], '1', 'NX', 'PX', 86400000)
     end
     if add then
-      ours[redis.call('XADD', P .. 'rx:' .. account, '*', 'd', op[4])] = nadd
+      ours[redis.call('XADD', P .. 'rx:' .. account, '*', 'd', entry)] = nadd
       added[account] = true
     end
-  elseif kind == 'X' then
-    ack(P .. 'rx:' .. op[2], op[3])
+    i = i + 4
+  elseif kind == 'X' then  -- account, entry
+    ack(P .. 'rx:' .. ARGV[i + 1], ARGV[i + 2])
+    i = i + 3
   elseif kind == 'D' then  -- id, r, account, entry ('' if none: owed here, or not known)
-    local key = P .. 'm:' .. op[2]
+    local key = P .. 'm:' .. ARGV[i + 1]
     -- one write, no read: a message with a receipt owed has its `r` (and is not purged while it
     -- is owed), so a new field means it was gone (or of the layout before, with `receipt`)
-    if redis.call('HSET', key, 'r', op[3]) == 1 and redis.call('HEXISTS', key, 'node') == 0 then
+    if redis.call('HSET', key, 'r', ARGV[i + 2]) == 1 and redis.call('HEXISTS', key, 'node') == 0 then
       redis.call('DEL', key)
     end
-    if op[5] ~= '' then ack(P .. 'rx:' .. op[4], op[5]) else shut[#shut + 1] = op[2] end
-  elseif kind == 'E' then
-    local key = P .. 'ev:' .. op[2]
-    redis.call('RPUSH', key, op[3])
+    if ARGV[i + 4] ~= '' then
+      ack(P .. 'rx:' .. ARGV[i + 3], ARGV[i + 4])
+    else
+      shut[#shut + 1] = ARGV[i + 1]
+    end
+    i = i + 5
+  elseif kind == 'E' then  -- id, event
+    local key = P .. 'ev:' .. ARGV[i + 1]
+    redis.call('RPUSH', key, ARGV[i + 2])
     redis.call('PEXPIRE', key, trailttl)  -- retention removes it with its message; this, if not
+    i = i + 3
+  else
+    return redis.error_reply('COMMIT: unknown op ' .. tostring(kind) .. ' at argument ' .. i)
   end
 end
 
