@@ -256,16 +256,23 @@ def encode_ops(
     indexed: set[str] | None = None,
 ) -> tuple[list[Any], int, list[OutboxRecord]]:
     """The commit script's ops as its arguments, flat (commit_script.py reads them), how many
-    ops they hold, and the deliver_sm they add in the order of their ops (the script names one
+    ops they hold, and the deliver_sm they add in the order the script meets them (it names one
     by its place there). First how many final states there are and their 6 values each (id,
     state, pid, s, receipt, done_at: they never share a batch with their message's insert nor
     with its receipt's settling, and the script reads their ids before the rest), then every
     other op as its letter and its values:
-      I id state n <n hash fields and values>   U id state pid s        R id d
-      A account message_id entry                a account key entry     X account entry
-      D message_id r account entry              E message_id event
+      I id state n <n hash fields and values>   i id d (a new message with only `d`)
+      U id state pid s                          R id d
+      A account message_id entry                a account key entry
+      X account entry                           E message_id event
+      D message_id r account entry              d message_id r (no stream entry)
+    A final state's receipt is "1" (owed: its A op follows, if the batch has it), "+<account>"
+    (owed to a receiver of this process, sent without its entry: an A op with no entry, folded
+    into its final state), or another number (none owed).
     Arguments of their own, not one JSON list: decoding JSON was a fifth of what a message cost
-    redis-server (about 140 ns per token, and the JSON inside JSON escaped twice).
+    redis-server (about 140 ns per token, and the JSON inside JSON escaped twice); and as few of
+    them as a message needs (some 17), for each costs both sides (hiredis packs one in about
+    180 ns, Redis makes a Lua string of it).
 
     In causal order, as the SQLite store applies them: new messages, their updates (one per
     message: an update writes the record's current columns), replaced contents, new deliver_sm,
@@ -277,37 +284,40 @@ def encode_ops(
     ids of the messages whose pid: key an update may have written (an update before the final
     state with a provider id); their final state deletes it, the others' do not look.
     """
-    inserts: list[Any] = []
+    rest: list[Any] = []  # inserts, then the updates before a final state
     updates: dict[str, MessageRecord] = {}
     replaces: list[Any] = []
     adds: list[Any] = []
     added: list[OutboxRecord] = []
+    here: dict[str, OutboxRecord] = {}  # message id -> its final receipt, sent without its entry
     removes: list[Any] = []
     dones: list[Any] = []
     events: list[Any] = []
-    count = 0
+    count = len(ops)
     for op in ops:
         kind = type(op)
-        count += 1
         if kind is InsertMessage:
             r = op.record  # type: ignore[union-attr]
             r.stored_at = now
             columns = message_fields(r)
-            inserts += ("I", r.id, str(r.state), len(columns), *columns)
+            if len(columns) == 2 and not r.state:
+                rest += ("i", r.id, columns[1])
+            else:
+                rest += ("I", r.id, str(r.state), len(columns), *columns)
         elif kind is UpdateMessage:
             updates[op.record.id] = op.record  # type: ignore[union-attr]
-            count -= 1  # (counted below: one per record)
+            count -= 1  # (one per record, below)
         elif kind is AddOutbox:
             o = op.record  # type: ignore[union-attr]
-            added.append(o)
             if o.on_row:  # added with its message's final state (the script knows it by its id)
                 if rooms and rooms.get(o.account, 0) > 0:
                     rooms[o.account] -= 1
-                    adds += ("A", o.account, o.message_id, "")
-                else:
-                    adds += ("A", o.account, o.message_id, entry_blob(o))
+                    here[o.message_id] = o
+                    continue
+                adds += ("A", o.account, o.message_id, entry_blob(o))
             else:  # added once by its key
                 adds += ("a", o.account, o.key, entry_blob(o))
+            added.append(o)
         elif kind is RemoveOutbox:
             held = entries.pop(op.key, None)  # type: ignore[union-attr]
             if held is not None:
@@ -317,8 +327,11 @@ def encode_ops(
         elif kind is ReceiptDone:
             d: Any = op
             held = entries.pop(f"{d.message_id}/final", None)
-            account, entry = held[:2] if held is not None else ("", "")
-            dones += ("D", d.message_id, receipt_blob(d.receipt, d.at, d.to), account, entry)
+            r_blob = receipt_blob(d.receipt, d.at, d.to)
+            if held is None or not held[1]:  # (owed here without an entry, or not known)
+                dones += ("d", d.message_id, r_blob)
+            else:
+                dones += ("D", d.message_id, r_blob, held[0], held[1])
         elif kind is AddEvent:
             e: Any = op
             detail = {"at": e.event.at, "event": e.event.event, "detail": e.event.detail}
@@ -328,25 +341,34 @@ def encode_ops(
             replaces += ("R", r.id, packed(r))
         else:  # pragma: no cover - a programming error, not input
             raise TypeError(f"unknown store op {op!r}")
-    finals: list[Any] = [0]
+    out: list[Any] = [0]
+    first: list[OutboxRecord] = []  # the receipts folded into their final states, in order
+    count += len(updates)
     for r in updates.values():
-        count += 1
         if r.state < 2:
             pid = pid_field(r)
             if pid and indexed is not None:
                 indexed.add(r.id)
-            inserts += ("U", r.id, str(r.state), pid, sent_blob(r))
-        else:  # (its pid: index goes, if an update before wrote it)
-            done_at = repr(r.done_at) if r.done_at is not None else ""
-            pid = pid_field(r) if indexed is None or r.id in indexed else ""
-            if indexed is not None:
-                indexed.discard(r.id)
-            finals += (r.id, str(r.state), pid, sent_blob(r), str(r.receipt), done_at)
-    finals[0] = (len(finals) - 1) // 6
-    finals += inserts
-    finals += replaces
-    finals += adds
-    finals += removes
-    finals += dones
-    finals += events
-    return finals, count, added
+            rest += ("U", r.id, str(r.state), pid, sent_blob(r))
+            continue
+        done_at = repr(r.done_at) if r.done_at is not None else ""
+        pid = pid_field(r) if indexed is None or r.id in indexed else ""  # (its pid: index goes)
+        if indexed is not None:
+            indexed.discard(r.id)
+        receipt = str(r.receipt)
+        o = here.pop(r.id, None) if r.receipt == RECEIPT_OWED else None
+        if o is not None:
+            receipt = "+" + o.account
+            first.append(o)
+        out += (r.id, str(r.state), pid, sent_blob(r), receipt, done_at)
+    out[0] = (len(out) - 1) // 6
+    for o in here.values():  # (its final state not in this batch: an A op without its entry)
+        adds += ("A", o.account, o.message_id, "")
+        added.append(o)
+    out += rest
+    out += replaces
+    out += adds
+    out += removes
+    out += dones
+    out += events
+    return out, count, first + added

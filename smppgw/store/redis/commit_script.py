@@ -135,15 +135,33 @@ do
   end
 end
 
-for i = FIRST, finals_end - 1, 6 do  -- final: id, state, pid, s, receipt, done_at
-  local id = ARGV[i]
+-- a final receipt owed to this process's receiver, sent without its entry (the process has
+-- it): taken here now if there is room, else given back (for the process to requeue); its
+-- message stays open here while the receipt is owed here
+local function owed_here(account, id)
+  local room = left[account] or 0
+  keep[id] = true
+  if room > 0 then
+    left[account] = room - 1
+    take(account, '', nadd)
+  else
+    take(account, '', -nadd)
+  end
+end
+
+-- final: id, state, pid, s, receipt ('1' owed, '+' and the account it is owed here to, or
+-- none: a number), done_at
+for i = FIRST, finals_end - 1, 6 do
+  local id, receipt = ARGV[i], ARGV[i + 4]
   local key = P .. 'm:' .. id
+  local account = string.byte(receipt) == 43 and string.sub(receipt, 2)  -- ('+')
+  if account then nadd = nadd + 1 end  -- (its place among the adds, applied or not)
   if not open[id] then  -- another process's now, or final already (this batch applied again)
     if redis.call('HGET', key, 'node') ~= me then fenced[#fenced + 1] = id end
   else
-    if ARGV[i + 4] == '1' then
-      newly_owed[id] = true
+    if account or receipt == '1' then
       redis.call('HSET', key, 'state', ARGV[i + 1], 's', ARGV[i + 3], 'r', '1')
+      if account then owed_here(account, id) else newly_owed[id] = true end
     else
       redis.call('HSET', key, 'state', ARGV[i + 1], 's', ARGV[i + 3])
     end
@@ -162,6 +180,11 @@ while i <= n do
     redis.call('HSET', P .. 'm:' .. id, 'node', me, unpack(ARGV, i + 4, i + 3 + nf))
     if tonumber(ARGV[i + 2]) < 2 then opened[#opened + 1] = id end
     i = i + 4 + nf
+  elseif kind == 'i' then  -- id, d: a new message with nothing else set
+    local id = ARGV[i + 1]
+    redis.call('HSET', P .. 'm:' .. id, 'node', me, 'd', ARGV[i + 2])
+    opened[#opened + 1] = id
+    i = i + 3
   elseif kind == 'U' then  -- id, state, pid, s (not final)
     local id = ARGV[i + 1]
     local key = P .. 'm:' .. id
@@ -195,15 +218,10 @@ while i <= n do
     local account, entry, add = ARGV[i + 1], ARGV[i + 3], false
     nadd = nadd + 1
     if kind == 'A' then  -- a final receipt: with its message's final state, once
-      local id, room = ARGV[i + 2], left[account] or 0
-      if newly_owed[id] then  -- (its message stays open here while the receipt is owed here)
-        if room > 0 then  -- to this process's receiver, without a stream entry
-          left[account] = room - 1
-          keep[id] = true
-          take(account, '', nadd)
-        elseif entry == '' then  -- sent without its entry (the process has it): for it to give back
-          keep[id] = true
-          take(account, '', -nadd)
+      local id = ARGV[i + 2]
+      if newly_owed[id] then
+        if entry == '' or (left[account] or 0) > 0 then  -- to this process's receiver
+          owed_here(account, id)
         else
           add = true
         end
@@ -219,19 +237,20 @@ while i <= n do
   elseif kind == 'X' then  -- account, entry
     ack(P .. 'rx:' .. ARGV[i + 1], ARGV[i + 2])
     i = i + 3
-  elseif kind == 'D' then  -- id, r, account, entry ('' if none: owed here, or not known)
+  elseif kind == 'D' or kind == 'd' then  -- id, r, and (D) the account and stream entry
     local key = P .. 'm:' .. ARGV[i + 1]
     -- one write, no read: a message with a receipt owed has its `r` (and is not purged while it
     -- is owed), so a new field means it was gone (or of the layout before, with `receipt`)
     if redis.call('HSET', key, 'r', ARGV[i + 2]) == 1 and redis.call('HEXISTS', key, 'node') == 0 then
       redis.call('DEL', key)
     end
-    if ARGV[i + 4] ~= '' then
+    if kind == 'D' then
       ack(P .. 'rx:' .. ARGV[i + 3], ARGV[i + 4])
-    else
+      i = i + 5
+    else  -- owed here without an entry (or one not known): off the open set
       shut[#shut + 1] = ARGV[i + 1]
+      i = i + 3
     end
-    i = i + 5
   elseif kind == 'E' then  -- id, event
     local key = P .. 'ev:' .. ARGV[i + 1]
     redis.call('RPUSH', key, ARGV[i + 2])
