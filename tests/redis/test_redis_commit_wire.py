@@ -23,7 +23,7 @@ from smppgw.store.base import (
 )
 from smppgw.store.redis import codec
 from smppgw.store.redis.codec import encode_ops
-from smppgw.store.redis.shards import packed
+from smppgw.store.redis.shards import command_bytes
 from tests.aio import aio
 from tests.redis.kit import close, get, make_store, message, receipt, write
 from tests.redisd import prefix
@@ -76,8 +76,8 @@ def test_a_message_s_three_writes_cost_twelve_arguments_and_a_receipt_owed_here_
 
 
 def test_text_with_a_lone_surrogate_is_packed_as_the_codec_writes_it():
-    assert packed(("SET", "k", "a\udc80")) == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4\r\na\xed\xb2\x80\r\n"
-    assert packed(("INCRBY", "k", 5)) == b"*3\r\n$6\r\nINCRBY\r\n$1\r\nk\r\n$1\r\n5\r\n"
+    assert command_bytes(("SET", "k", "a\udc80")) == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4\r\na\xed\xb2\x80\r\n"
+    assert command_bytes(("INCRBY", "k", 5)) == b"*3\r\n$6\r\nINCRBY\r\n$1\r\nk\r\n$1\r\n5\r\n"
 
 
 @pytest_twisted.ensureDeferred

@@ -1,6 +1,6 @@
 """Records to and from what Redis keeps: a message as a hash of its columns (as text an operator
-reads with HGETALL), a deliver_sm as a stream entry, a batch of ops as one JSON argument of the
-commit script, a provider's report as JSON."""
+reads with HGETALL), a deliver_sm as a stream entry, a batch of ops as the commit script's
+arguments, a provider's report as JSON."""
 
 from __future__ import annotations
 
@@ -67,10 +67,10 @@ def _parse(kind: str, raw: bytes | None) -> Any:
 
 
 # orjson writes the same JSON as json's compact encoder (UTF-8 text as text, floats as repr) in
-# a tenth of the time: a message costs the gateway three encodings (its columns, its receipt's
-# entry, the ops that carry both), about 8 us of its CPU with json. Text orjson refuses (a lone
-# surrogate, which UCS-2 input can carry) goes through json, and to bytes with surrogatepass, as
-# everything here did before.
+# a tenth of the time: a message costs the gateway a few encodings (its columns, what its
+# sending changed, its receipt's entry or settling), several us of its CPU with json. Text
+# orjson refuses (a lone surrogate, which UCS-2 input can carry) goes through json, and to
+# bytes with surrogatepass, as everything here did before.
 _json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -271,13 +271,14 @@ def encode_ops(
     into its final state), or another number (none owed).
     Arguments of their own, not one JSON list: decoding JSON was a fifth of what a message cost
     redis-server (about 140 ns per token, and the JSON inside JSON escaped twice); and as few of
-    them as a message needs (some 17), for each costs both sides (hiredis packs one in about
-    180 ns, Redis makes a Lua string of it).
+    them as a message needs (12 for its insert, final state and settle), for each costs both
+    sides (hiredis packs one in about 180 ns, Redis makes a Lua string of it).
 
-    In causal order, as the SQLite store applies them: new messages, their updates (one per
-    message: an update writes the record's current columns), replaced contents, new deliver_sm,
-    removed ones, settled receipts, trail events. `entries` maps a deliver_sm this process holds
-    to its stream entry (key -> (account, entry id, partition)), for removals and settled receipts.
+    After the final states, in causal order, as the SQLite store applies them: new messages,
+    the updates before a final state (one per message: an update writes the record's current
+    columns), replaced contents, new deliver_sm, removed ones, settled receipts, trail events.
+    `entries` maps a deliver_sm this process holds to its stream entry (key -> (account, entry
+    id, partition)), for removals and settled receipts.
     `rooms`: how many deliver_sm this process's receivers take now, per account (used up as the
     batch's final receipts take it): a final receipt that the script will most likely hand to
     one of them goes without its entry (scripts.py; the process has the record). `indexed`: the

@@ -61,7 +61,8 @@ end
 # stays in `open:<node>` (and its `r` says it is owed), the process hands the record it has to
 # its outbox, and the settle takes the id off the set. The process sends such a receipt without
 # its entry (the biggest part of the ops) when it expects room for it; finding none, it is owed
-# here all the same, for the process to give back. Only what the process gives back, or leaves
+# here all the same, for the process to give back (such a receipt rides on its final state: its
+# receipt value names the account, codec.encode_ops). Only what the process gives back, or leaves
 # behind when it dies, goes to the stream (REQUEUE). Should the answer be lost, the batch applied
 # again adds nothing new: a final state whose receipt is still owed here is written again with
 # the same fields and its receipt taken again (or, without room now, put in the stream, or given
