@@ -746,7 +746,8 @@ def _scenario_rows(
     else:  # --workers: the Redis store's runs once per count of `serve --workers N`
         counts = {store: a.workers if store == "redis" else [0] for store in stores}
         sides = [(gw, store, 0, w) for gw in gateways for store in stores for w in counts[store]]
-    several = len(sides) > len(gateways) and name not in ("null", "S6")
+    # (S7's two sides are the current gateway's, --against or not: named by their store)
+    several = (len(sides) > len(gateways) or name == "S7") and name not in ("null", "S6")
     mine: dict[tuple[str, str, int, int], list[dict[str, Any]]] = {}
     for i in range(a.repeat):
         for gw, store, nodes, workers in sides:

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 import pytest_twisted
 import redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from smppgw.store.base import (
     RECEIPT_DELIVERED,
@@ -93,6 +93,22 @@ async def test_an_error_reply_comes_back_in_its_place_and_the_connection_serves_
         assert isinstance(got[1], NoScriptError)
         assert got[2] == 3
         assert await store.shards.run([(key, ["GET", key])], None) == [b"3"]
+        await close(store)
+
+    await aio(body())
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_op_the_commit_script_does_not_know_is_an_error_reply_that_names_it(keys):
+    """Arguments out of step (a programming error) fail loudly, not as ops read askew."""
+
+    async def body():
+        url, p = keys
+        store, _ = make_store(url, p, "n1", attach=False)
+        k, sha = store.keys, store.scripts.shas["commit"]
+        head = ["EVALSHA", sha, 1, k.route(0), k.parts[0], "n1", "1000.0", 100, 1000, 1000, ""]
+        (got,) = await store.shards.run([(k.route(0), [*head, 0, "i", "0000000001", "[]", "Z", "x"])], None)
+        assert isinstance(got, ResponseError) and "unknown op Z at argument 12" in str(got)
         await close(store)
 
     await aio(body())
