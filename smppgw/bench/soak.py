@@ -24,8 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from smppgw.bench.configs import gateway_config
 from smppgw.bench.loadgen import Connection, Stats, run_load
-from smppgw.bench.run import Server, free_port, gateway_config, pct
+from smppgw.bench.measure import pct
+from smppgw.bench.procs import Server, free_port
 
 PROVIDERS = """
 [accounts.churn]

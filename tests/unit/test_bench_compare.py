@@ -13,14 +13,8 @@ from pathlib import Path
 
 from smppgw import config
 from smppgw.bench import report, revs
-from smppgw.bench.run import (
-    HTTP_PROVIDER,
-    default_simulator,
-    gateway_config,
-    simulator,
-    thread_cpu,
-    thread_split,
-)
+from smppgw.bench.configs import HTTP_PROVIDER, default_simulator, gateway_config, simulator
+from smppgw.bench.procs import thread_cpu, thread_split
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from smppgw import config
 from smppgw.bench import report
-from smppgw.bench.run import gateway_config, redis_store, simulator
+from smppgw.bench.configs import gateway_config, redis_store, simulator
 
 ROOT = Path(__file__).resolve().parents[2]
 
