@@ -111,7 +111,7 @@ def run_scenario(
         if store in ("redis", "cluster"):
             assert redis is not None
             redis.flush()
-            store_body = redis_store(redis.url, f"bench-{run_dir.name}:")
+            store_body = redis_store(redis.url)
         cfg = gateway_config(run_dir, smpp, http, a.durability, provider, gw_window, store_body)
         argv = ["-m", "smppgw", "serve", "--config", str(cfg)]
         argv += ["--workers", str(workers)] if workers else []

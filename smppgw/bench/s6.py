@@ -36,7 +36,7 @@ def run_s6(
     try:
         for i in range(1, nodes + 1):
             smpp, http = free_port(), free_port()
-            store = redis_store(redis.url, f"bench-{run_dir.name}:", node=f"bench-{i}")
+            store = redis_store(redis.url, node=f"bench-{i}")
             cfg = gateway_config(
                 run_dir, smpp, http, "", simulator(a.provider_delay), 1000, store, f"node{i}.toml"
             )
